@@ -1,0 +1,329 @@
+"""QVPO: the agent state and its pure ``init`` / ``act`` / ``update`` functions.
+
+Shapes: ``B`` batch states, ``K`` candidates per state, ``c`` = ``chosen``, ``E`` =
+``entropy_samples``, ``d`` action size, ``o`` observation size, ``H`` hidden size.
+
+The static part of the config (sizes, sample counts, transform name) rides in the state's treedef,
+so ``update(state, batch, key)`` needs nothing else and compiles once per structure; every float
+hyper-parameter rides in ``state.hparams`` as a traced float32 array, so changing one never
+recompiles and a sweep can vmap over it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from qvpo_mjx import diffusion
+from qvpo_mjx.config import QVPOConfig
+from qvpo_mjx.networks import NoiseNet, TwinCritic
+
+Params = dict
+Metrics = dict[str, jax.Array]
+
+
+@struct.dataclass
+class Transition:
+    """A batch of transitions; every field has leading shape (B,).
+
+    ``terminated`` is 1.0 only for a true terminal state: time-limit truncation is not terminal,
+    so the TD target bootstraps through it.
+    """
+
+    obs: jax.Array  # (B, o)
+    action: jax.Array  # (B, d) in [-1, 1]
+    reward: jax.Array  # (B,)
+    next_obs: jax.Array  # (B, o)
+    terminated: jax.Array  # (B,) float32 in {0, 1}
+
+
+@struct.dataclass
+class AgentState:
+    actor_params: Params
+    critic_params: Params
+    actor_target_params: Params
+    critic_target_params: Params
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    hparams: dict[str, jax.Array]  # the config's traced fields, float32 scalars
+    q_mean: jax.Array  # () running mean of the train-candidate scores (qexpn)
+    q_std: jax.Array  # () running std of the train-candidate scores (qexpn)
+    step: jax.Array  # () int32, updates done
+    env_steps: jax.Array  # () int32, environment transitions seen (entropy-weight schedule)
+    config: QVPOConfig = struct.field(pytree_node=False)  # config.structure(): static fields only
+    obs_size: int = struct.field(pytree_node=False)
+    action_size: int = struct.field(pytree_node=False)
+
+    @property
+    def actor(self) -> NoiseNet:
+        return NoiseNet(action_size=self.action_size, obs_size=self.obs_size,
+                        hidden_size=self.config.hidden_size,
+                        time_embed_size=self.config.time_embed_size)
+
+    @property
+    def critic(self) -> TwinCritic:
+        return TwinCritic(hidden_size=self.config.hidden_size)
+
+    @property
+    def schedule(self) -> diffusion.Schedule:
+        return diffusion.make_schedule(self.config.beta_schedule, self.config.diffusion_steps)
+
+
+def _optimizer(lr: jax.Array, eps: jax.Array, clip: jax.Array) -> optax.GradientTransformation:
+    """Adam with global-norm clipping, built from (possibly traced) hyper-parameters.
+
+    Its state's structure does not depend on the values, so the same state serves any of them.
+    """
+    return optax.chain(optax.clip_by_global_norm(clip), optax.scale_by_adam(eps=eps),
+                       optax.scale(-lr))
+
+
+def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) -> AgentState:
+    """Fresh agent: networks initialised from ``key``, targets equal to them, Adam states at 0."""
+    hparams = {k: jnp.asarray(v, jnp.float32) for k, v in config.hyperparams().items()}
+    shell = AgentState(
+        actor_params=None, critic_params=None, actor_target_params=None,
+        critic_target_params=None, actor_opt_state=None, critic_opt_state=None,
+        hparams=hparams, q_mean=jnp.zeros((), jnp.float32), q_std=jnp.ones((), jnp.float32),
+        step=jnp.zeros((), jnp.int32), env_steps=jnp.zeros((), jnp.int32),
+        config=config.structure(), obs_size=int(obs_size), action_size=int(action_size))
+    k_actor, k_critic = jax.random.split(key)
+    actor_params = shell.actor.init(k_actor, jnp.zeros((action_size,)), jnp.zeros(()),
+                                    jnp.zeros((obs_size,)))
+    critic_params = shell.critic.init(k_critic, jnp.zeros((obs_size,)), jnp.zeros((action_size,)))
+    actor_tx = _optimizer(hparams["actor_lr"], hparams["adam_eps"], hparams["grad_clip"])
+    critic_tx = _optimizer(hparams["critic_lr"], hparams["adam_eps"], hparams["grad_clip"])
+    return shell.replace(
+        actor_params=actor_params, critic_params=critic_params,
+        actor_target_params=actor_params, critic_target_params=critic_params,
+        actor_opt_state=actor_tx.init(actor_params), critic_opt_state=critic_tx.init(critic_params))
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling and action selection
+
+
+def sample_candidates(state: AgentState, actor_params: Params, obs: jax.Array, key: jax.Array,
+                      num_samples: int, noise_ratio: jax.Array | float) -> jax.Array:
+    """K actions per state from the diffusion actor: obs (B, o) -> (B, K, d) in [-1, 1].
+
+    The first layer's state and time parts are computed once per state and once per step (see
+    :class:`NoiseNet`), so each candidate-step pays only for its own action's share of it.
+    """
+    net, schedule = state.actor, state.schedule
+    B, T, d = obs.shape[0], schedule.num_steps, state.action_size
+    k_start, k_noise = jax.random.split(key)
+    x_T = jax.random.normal(k_start, (B, num_samples, d))
+    noise = jax.random.normal(k_noise, (T, B, num_samples, d))
+    state_part = net.apply(actor_params, obs, method=NoiseNet.state_part)[:, None, :]  # (B, 1, H)
+    time_part = net.apply(actor_params, jnp.arange(T), method=NoiseNet.time_part)  # (T, H)
+
+    def eps_fn(x, t):
+        return net.apply(actor_params, x, state_part + time_part[t], method=NoiseNet.trunk)
+
+    return diffusion.sample(eps_fn, schedule, x_T, noise, noise_ratio)
+
+
+def min_q(state: AgentState, critic_params: Params, obs: jax.Array,
+          actions: jax.Array) -> jax.Array:
+    """min(Q1, Q2) of K actions per state: obs (B, o), actions (B, K, d) -> (B, K)."""
+    obs_k = jnp.broadcast_to(obs[:, None, :], (*actions.shape[:-1], obs.shape[-1]))
+    return jnp.min(state.critic.apply(critic_params, obs_k, actions), axis=0)
+
+
+def select_action(state: AgentState, actor_params: Params, critic_params: Params,
+                  obs: jax.Array, key: jax.Array, num_samples: int,
+                  noise_ratio: jax.Array | float) -> tuple[jax.Array, jax.Array]:
+    """Best of ``num_samples`` candidates under min(Q1, Q2).
+
+    One function for the behaviour policy, the TD target and evaluation, each with its own K and
+    networks. obs (B, o) -> (actions (B, d), their scores (B,)).
+    """
+    candidates = sample_candidates(state, actor_params, obs, key, num_samples, noise_ratio)
+    scores = min_q(state, critic_params, obs, candidates)
+    best = jnp.argmax(scores, axis=-1)
+    action = jnp.take_along_axis(candidates, best[:, None, None], axis=1)[:, 0]
+    return action, jnp.max(scores, axis=-1)
+
+
+def act(state: AgentState, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """Behaviour policy: best of ``behavior_samples`` under the current networks. (B, o) -> (B, d)."""
+    action, _ = select_action(state, state.actor_params, state.critic_params, obs, key,
+                              state.config.behavior_samples, state.hparams["noise_ratio"])
+    return action
+
+
+def eval_act(state: AgentState, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """Evaluation policy: best of ``eval_samples``; noise_ratio 0 if ``deterministic_eval``."""
+    noise_ratio = 0.0 if state.config.deterministic_eval else state.hparams["noise_ratio"]
+    action, _ = select_action(state, state.actor_params, state.critic_params, obs, key,
+                              state.config.eval_samples, noise_ratio)
+    return action
+
+
+# --------------------------------------------------------------------------------------------
+# Q-weight transforms: (q (B, c) chosen scores, v (B, 1) mean score, running mean, running std,
+# hparams) -> non-negative weights (B, c)
+
+QTransform = Callable[[jax.Array, jax.Array, jax.Array, jax.Array, dict], jax.Array]
+
+
+def _qadv(q, v, mean, std, hp):
+    return jnp.maximum(q - v, 0.0)
+
+
+def _qcut(q, v, mean, std, hp):
+    return jnp.where(q >= hp["q_cut"], q, hp["q_cut"])
+
+
+def _qrelu(q, v, mean, std, hp):
+    return jnp.maximum(q, -hp["q_neg"]) + hp["q_neg"]
+
+
+def _qexpn(q, v, mean, std, hp):
+    return jnp.exp(hp["q_beta"] * jnp.clip((q - mean) / std, -8.0, 8.0))
+
+
+Q_TRANSFORM_FNS: dict[str, QTransform] = {
+    "qadv": _qadv, "qcut": _qcut, "qrelu": _qrelu, "qexpn": _qexpn}
+
+
+def entropy_weight(hparams: dict[str, jax.Array], env_steps: jax.Array) -> jax.Array:
+    """min(w0, max(w_final, w0 (1 - env_steps / total_steps))), from traced values."""
+    w0 = hparams["entropy_weight"]
+    decayed = w0 * (1.0 - env_steps.astype(jnp.float32) / hparams["total_steps"])
+    return jnp.minimum(w0, jnp.maximum(hparams["entropy_weight_final"], decayed))
+
+
+# --------------------------------------------------------------------------------------------
+# Losses
+
+
+def critic_loss(state: AgentState, critic_params: Params, batch: Transition,
+                target: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """MSE(Q1, y) + MSE(Q2, y). target y: (B,). Returns (loss, q (2, B))."""
+    q = state.critic.apply(critic_params, batch.obs, batch.action)
+    return jnp.sum(jnp.mean(jnp.square(q - target), axis=-1)), q
+
+
+def loss_samples(key: jax.Array, actions: jax.Array, weights: jax.Array, ent_weight: jax.Array,
+                 entropy_samples: int, num_steps: int):
+    """The samples of the Q-weighted loss with its entropy term.
+
+    actions (B, c, d) chosen candidates, weights (B, c) their Q-weights. Each chosen sample brings
+    ``entropy_samples`` = E actions uniform in [-1, 1]^d, weighted ent_weight x its own Q-weight.
+    Returns x0 (B, c, 1 + E, d) (slot 0 the chosen action), w (B, c, 1 + E), steps t (B, c, 1 + E)
+    uniform in 0..T-1 and noise eps (B, c, 1 + E, d).
+    """
+    B, c, d = actions.shape
+    k_uniform, k_t, k_eps = jax.random.split(key, 3)
+    uniform = jax.random.uniform(k_uniform, (B, c, entropy_samples, d), minval=-1.0, maxval=1.0)
+    x0 = jnp.concatenate([actions[:, :, None, :], uniform], axis=2)
+    scale = jnp.concatenate([jnp.ones((1,)), jnp.full((entropy_samples,), ent_weight)])
+    w = weights[:, :, None] * scale
+    t = jax.random.randint(k_t, w.shape, 0, num_steps)
+    eps = jax.random.normal(k_eps, x0.shape)
+    return x0, w, t, eps
+
+
+def actor_loss(state: AgentState, actor_params: Params, obs: jax.Array, actions: jax.Array,
+               weights: jax.Array, ent_weight: jax.Array, key: jax.Array) -> jax.Array:
+    """The Q-weighted variational loss with the diffusion entropy term.
+
+    obs (B, o); actions (B, c, d); weights (B, c). Mean over all B c (1 + E) samples of
+    :func:`loss_samples` and the d dims of weight * (eps_theta(x_t, t, s) - eps)^2.
+    """
+    net, schedule = state.actor, state.schedule
+    x0, w, t, eps = loss_samples(key, actions, weights, ent_weight,
+                                 state.config.entropy_samples, schedule.num_steps)
+    x_t = diffusion.q_sample(schedule, x0, t, eps)
+    # Every sample of a state shares its state part of the first layer, and every sample at step t
+    # its time part: compute each once and gather (exact, and the gradient flows through both).
+    time_part = net.apply(actor_params, jnp.arange(schedule.num_steps), method=NoiseNet.time_part)
+    base = (net.apply(actor_params, obs, method=NoiseNet.state_part)[:, None, None, :]
+            + time_part[t])
+    pred = net.apply(actor_params, x_t, base, method=NoiseNet.trunk)
+    d = actions.shape[-1]
+    return diffusion.weighted_denoising_loss(pred.reshape(-1, d), eps.reshape(-1, d),
+                                             w.reshape(-1))
+
+
+# --------------------------------------------------------------------------------------------
+# The update
+
+
+def _step(params, opt_state, grads, hp, lr_name):
+    tx = _optimizer(hp[lr_name], hp["adam_eps"], hp["grad_clip"])
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def _polyak(target, online, tau):
+    return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
+
+
+def critic_update(state: AgentState, batch: Transition,
+                  key: jax.Array) -> tuple[AgentState, Metrics]:
+    """One critic step towards y = r + gamma (1 - terminated) min(Q1', Q2')(s', a'), a' the best of
+    ``target_samples`` candidates from the target actor under the target critic."""
+    hp = state.hparams
+    _, next_q = select_action(state, state.actor_target_params, state.critic_target_params,
+                              batch.next_obs, key, state.config.target_samples, hp["noise_ratio"])
+    target = jax.lax.stop_gradient(batch.reward + hp["gamma"] * (1.0 - batch.terminated) * next_q)
+    (loss, q), grads = jax.value_and_grad(
+        lambda p: critic_loss(state, p, batch, target), has_aux=True)(state.critic_params)
+    params, opt_state = _step(state.critic_params, state.critic_opt_state, grads, hp, "critic_lr")
+    metrics = {"loss/critic": loss, "q/mean": jnp.mean(q), "q/target": jnp.mean(target),
+               "grad_norm/critic": optax.tree.norm(grads)}
+    return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
+
+
+def actor_update(state: AgentState, obs: jax.Array, key: jax.Array) -> tuple[AgentState, Metrics]:
+    """One actor step with the Q-weighted variational loss, scored by ``state.critic_params``.
+
+    obs (B, o): draw ``train_samples`` candidates per state from the current actor, score them with
+    min(Q1, Q2), weight the top ``chosen`` by ``q_transform`` against the mean score V(s), add the
+    entropy term, take one Adam step.
+    """
+    cfg, hp = state.config, state.hparams
+    k_candidates, k_loss = jax.random.split(key)
+    candidates = sample_candidates(state, state.actor_params, obs, k_candidates,
+                                   cfg.train_samples, hp["noise_ratio"])
+    scores = min_q(state, state.critic_params, obs, candidates)  # (B, Kt)
+    value = jnp.mean(scores, axis=-1, keepdims=True)  # (B, 1)
+    top_q, top_idx = jax.lax.top_k(scores, cfg.chosen)  # (B, c)
+    top_actions = jnp.take_along_axis(candidates, top_idx[..., None], axis=1)  # (B, c, d)
+    rate = hp["q_stats_rate"]
+    q_mean = (1.0 - rate) * state.q_mean + rate * jnp.mean(scores)
+    q_std = (1.0 - rate) * state.q_std + rate * jnp.std(scores)
+    weights = Q_TRANSFORM_FNS[cfg.q_transform](top_q, value, q_mean, q_std, hp)
+    weights = jax.lax.stop_gradient(weights)
+    ent_weight = entropy_weight(hp, state.env_steps)
+    loss, grads = jax.value_and_grad(
+        lambda p: actor_loss(state, p, obs, top_actions, weights, ent_weight, k_loss)
+    )(state.actor_params)
+    params, opt_state = _step(state.actor_params, state.actor_opt_state, grads, hp, "actor_lr")
+    metrics = {"loss/actor": loss, "q/candidates": jnp.mean(value),
+               "weight/mean": jnp.mean(weights),
+               "weight/positive_frac": jnp.mean((weights > 0).astype(jnp.float32)),
+               "entropy_weight": ent_weight, "grad_norm/actor": optax.tree.norm(grads)}
+    return state.replace(actor_params=params, actor_opt_state=opt_state, q_mean=q_mean,
+                         q_std=q_std), metrics
+
+
+def update(state: AgentState, batch: Transition, key: jax.Array) -> tuple[AgentState, Metrics]:
+    """One QVPO update in the reference order: critic, then the actor scored by the updated
+    critic, then both targets. batch: (B,) transitions. Returns (state, scalar metrics)."""
+    k_critic, k_actor = jax.random.split(key)
+    state, critic_metrics = critic_update(state, batch, k_critic)
+    state, actor_metrics = actor_update(state, batch.obs, k_actor)
+    tau = state.hparams["tau"]
+    state = state.replace(
+        actor_target_params=_polyak(state.actor_target_params, state.actor_params, tau),
+        critic_target_params=_polyak(state.critic_target_params, state.critic_params, tau),
+        step=state.step + 1)
+    return state, {**critic_metrics, **actor_metrics}

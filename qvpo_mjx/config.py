@@ -1,0 +1,181 @@
+"""The one configuration of a QVPO run.
+
+Every default traces to ``ALGORITHM.md`` (the reference implementation's behaviour); every deviation
+from it is a named option that is off by default.
+
+Fields come in two kinds, recorded in each field's metadata:
+
+* structural fields (sizes, sample counts, names of code paths) shape the compiled program, so a
+  change recompiles;
+* ``traced`` fields (learning rates, gamma, tau, entropy weights, ...) travel inside the agent state
+  as float32 arrays (:func:`QVPOConfig.hyperparams`), so one compiled ``update`` serves every value
+  and a sweep can ``vmap`` over them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+BETA_SCHEDULES = ("cosine", "linear", "vp")
+Q_TRANSFORMS = ("qadv", "qcut", "qrelu", "qexpn")
+
+
+def _field(default: Any, doc: str, *, traced: bool = False) -> Any:
+    return dataclasses.field(default=default, metadata={"doc": doc, "traced": traced})
+
+
+@dataclasses.dataclass(frozen=True)
+class QVPOConfig:
+    """All hyper-parameters of QVPO and of the training loop that runs it."""
+
+    # --- diffusion actor -------------------------------------------------------------------
+    diffusion_steps: int = _field(20, "T, the number of denoising steps of the actor.")
+    beta_schedule: str = _field("cosine", f"Noise schedule, one of {BETA_SCHEDULES}.")
+    hidden_size: int = _field(256, "Width of every hidden layer (actor trunk, time MLP, critics).")
+    time_embed_size: int = _field(32, "Size of the sinusoidal time embedding (even).")
+    noise_ratio: float = _field(
+        1.0, "Scale of the noise added at each reverse step (0 makes sampling deterministic).",
+        traced=True)
+    deterministic_eval: bool = _field(False, "Evaluate with noise_ratio 0 instead of noise_ratio.")
+
+    # --- action selection ------------------------------------------------------------------
+    behavior_samples: int = _field(4, "Kb: candidates per state when acting in the environment.")
+    target_samples: int = _field(4, "Candidates per next state from the target actor (TD target).")
+    eval_samples: int = _field(32, "Candidates per state at evaluation.")
+    train_samples: int = _field(64, "Kt: candidates per batch state scored for the actor update.")
+    chosen: int = _field(1, "Top-scoring candidates per state kept for the Q-weighted loss.")
+
+    # --- Q-weighted variational loss -------------------------------------------------------
+    q_transform: str = _field("qadv", f"Q-weight transform, one of {Q_TRANSFORMS}.")
+    q_cut: float = _field(1.0, "qcut: weights below this value are replaced by it.", traced=True)
+    q_neg: float = _field(0.0, "qrelu: weight = max(Q, -q_neg) + q_neg.", traced=True)
+    q_beta: float = _field(1.0, "qexpn: inverse temperature of the exponential weight.", traced=True)
+    q_stats_rate: float = _field(
+        0.001, "qexpn: EMA rate of the running mean and std of the scores.", traced=True)
+    entropy_samples: int = _field(10, "Uniform actions per chosen sample for the entropy term.")
+    entropy_weight: float = _field(
+        0.02, "w0, the entropy weight at step 0 (the paper's text uses a fixed 0.01).", traced=True)
+    entropy_weight_final: float = _field(
+        0.002, "Floor of the linear decay of the entropy weight over total_steps; set it equal "
+        "to entropy_weight for a constant weight.", traced=True)
+
+    # --- optimisation ----------------------------------------------------------------------
+    actor_lr: float = _field(1e-4, "Adam learning rate of the actor.", traced=True)
+    critic_lr: float = _field(3e-4, "Adam learning rate of the critics.", traced=True)
+    adam_eps: float = _field(1e-5, "Adam epsilon (both optimisers).", traced=True)
+    grad_clip: float = _field(2.0, "Global gradient-norm clip (both optimisers).", traced=True)
+    gamma: float = _field(0.99, "Discount factor.", traced=True)
+    tau: float = _field(0.005, "Polyak rate of both target networks, applied every update.",
+                        traced=True)
+    batch_size: int = _field(256, "B: transitions per gradient update.")
+
+    # --- training loop (counts are environment transitions) -------------------------------
+    num_envs: int = _field(1, "N: parallel environments; one vector step adds N transitions.")
+    updates_per_step: int = _field(1, "Gradient updates per vector step after warm-up.")
+    total_steps: int = _field(
+        1_000_000, "Environment transitions to train for; also the entropy-decay horizon.",
+        traced=True)
+    start_steps: int = _field(10_000, "Transitions with uniform random actions and no updates.")
+    replay_size: int = _field(1_000_000, "Replay buffer capacity in transitions.")
+    eval_interval: int = _field(10_000, "Transitions between evaluations.")
+    num_eval_envs: int = _field(10, "Evaluation episodes, run in parallel.")
+    episode_length: int = _field(1000, "Time limit of an episode (truncation, not termination).")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field that is out of range or inconsistent."""
+        positive_ints = (
+            "diffusion_steps", "hidden_size", "time_embed_size", "behavior_samples",
+            "target_samples", "eval_samples", "train_samples", "chosen", "batch_size",
+            "num_envs", "updates_per_step", "total_steps", "replay_size", "eval_interval",
+            "num_eval_envs", "episode_length")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("entropy_samples", "start_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}; "
+                             f"got {self.beta_schedule!r}")
+        if self.q_transform not in Q_TRANSFORMS:
+            raise ValueError(f"q_transform must be one of {', '.join(Q_TRANSFORMS)}; "
+                             f"got {self.q_transform!r}")
+        if self.time_embed_size % 2:
+            raise ValueError(f"time_embed_size must be even (sin and cos halves), "
+                             f"got {self.time_embed_size}")
+        if self.time_embed_size < 4:
+            raise ValueError(f"time_embed_size must be at least 4, got {self.time_embed_size}")
+        if self.chosen > self.train_samples:
+            raise ValueError(f"chosen ({self.chosen}) must not exceed train_samples "
+                             f"({self.train_samples}): it keeps the top candidates of those")
+        for name in ("actor_lr", "critic_lr", "adam_eps", "grad_clip", "q_stats_rate", "q_beta"):
+            value = getattr(self, name)
+            if not _finite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        for name in ("noise_ratio", "entropy_weight", "entropy_weight_final", "q_neg"):
+            value = getattr(self, name)
+            if not _finite(value) or value < 0:
+                raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+        if not _finite(self.q_cut):
+            raise ValueError(f"q_cut must be finite, got {self.q_cut!r}")
+        if not (_finite(self.gamma) and 0.0 <= self.gamma <= 1.0):
+            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma!r}")
+        if not (_finite(self.tau) and 0.0 < self.tau <= 1.0):
+            raise ValueError(f"tau must lie in (0, 1], got {self.tau!r}")
+        if not (_finite(self.q_stats_rate) and self.q_stats_rate <= 1.0):
+            raise ValueError(f"q_stats_rate must lie in (0, 1], got {self.q_stats_rate!r}")
+        if self.entropy_weight_final > self.entropy_weight:
+            raise ValueError(f"entropy_weight_final ({self.entropy_weight_final}) must not exceed "
+                             f"entropy_weight ({self.entropy_weight}): it is the decay's floor")
+        if self.replay_size < self.num_envs:
+            raise ValueError(f"replay_size ({self.replay_size}) must hold at least one vector "
+                             f"step of num_envs ({self.num_envs}) transitions")
+
+    # ------------------------------------------------------------------------------------
+    @classmethod
+    def traced_fields(cls) -> tuple[str, ...]:
+        """Names of the fields that enter compiled code as traced float32 values."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["traced"])
+
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        return {f.name: f.metadata["doc"] for f in dataclasses.fields(cls)}
+
+    def hyperparams(self) -> dict[str, float]:
+        """The traced fields as a ``{name: float}`` dict; ``agent.init`` turns it into arrays."""
+        return {name: float(getattr(self, name)) for name in self.traced_fields()}
+
+    def structure(self) -> "QVPOConfig":
+        """This config with every traced field at its default.
+
+        Compiled functions key on this view, so two configs that differ only in traced values
+        share one compilation.
+        """
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.metadata["traced"]}
+        return dataclasses.replace(self, **defaults)
+
+    def replace(self, **changes: Any) -> "QVPOConfig":
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; known: "
+                             f"{', '.join(f.name for f in dataclasses.fields(self))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "QVPOConfig":
+        return cls().replace(**values)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,273 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from qvpo_mjx import agent
+from qvpo_mjx.config import QVPOConfig
+
+OBS, ACT = 5, 2
+SMALL = QVPOConfig(hidden_size=32, diffusion_steps=5, batch_size=16, train_samples=8,
+                   behavior_samples=4, target_samples=4, eval_samples=8, entropy_samples=3)
+
+
+def make_batch(key, B=16, obs=OBS, act=ACT):
+    k = jax.random.split(key, 4)
+    return agent.Transition(
+        obs=jax.random.normal(k[0], (B, obs)),
+        action=jax.random.uniform(k[1], (B, act), minval=-1, maxval=1),
+        reward=jax.random.normal(k[2], (B,)),
+        next_obs=jax.random.normal(k[3], (B, obs)),
+        terminated=(jnp.arange(B) % 5 == 0).astype(jnp.float32))
+
+
+@pytest.fixture(scope="module")
+def state():
+    return agent.init(jax.random.PRNGKey(0), OBS, ACT, SMALL)
+
+
+def leaves_close(a, b, **kw):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, **kw)
+
+
+# ---------------------------------------------------------------- Q transforms and schedule
+
+def test_q_transforms_hand_computed():
+    q = jnp.array([[3.0], [-2.0], [0.5]])
+    v = jnp.array([[1.0], [-1.0], [0.5]])
+    hp = {"q_cut": jnp.float32(1.0), "q_neg": jnp.float32(1.5), "q_beta": jnp.float32(2.0)}
+    f = agent.Q_TRANSFORM_FNS
+    np.testing.assert_allclose(f["qadv"](q, v, 0.0, 1.0, hp), [[2.0], [0.0], [0.0]])
+    np.testing.assert_allclose(f["qcut"](q, v, 0.0, 1.0, hp), [[3.0], [1.0], [1.0]])
+    np.testing.assert_allclose(f["qrelu"](q, v, 0.0, 1.0, hp), [[4.5], [0.0], [2.0]])
+    # exp(beta * clip((q - m) / sd, -8, 8)) with m = 0.5, sd = 0.25: z = 10 -> 8, -10 -> -8, 0
+    np.testing.assert_allclose(f["qexpn"](q, v, 0.5, 0.25, hp),
+                               [[np.exp(16.0)], [np.exp(-16.0)], [1.0]], rtol=1e-5)
+    assert set(f) == {"qadv", "qcut", "qrelu", "qexpn"}
+
+
+def test_entropy_weight_schedule_from_traced_steps():
+    hp = {k: jnp.float32(v) for k, v in QVPOConfig(total_steps=1000).hyperparams().items()}
+    w = jax.jit(agent.entropy_weight)
+    assert float(w(hp, jnp.int32(0))) == pytest.approx(0.02)
+    assert float(w(hp, jnp.int32(500))) == pytest.approx(0.01)
+    assert float(w(hp, jnp.int32(950))) == pytest.approx(0.002)  # floor
+    fixed = {**hp, "entropy_weight": jnp.float32(0.01), "entropy_weight_final": jnp.float32(0.01)}
+    assert float(w(fixed, jnp.int32(0))) == pytest.approx(0.01)
+    assert float(w(fixed, jnp.int32(900))) == pytest.approx(0.01)
+
+
+# ---------------------------------------------------------------- action selection
+
+def test_best_of_k_returns_argmax_candidate(state):
+    obs = jax.random.normal(jax.random.PRNGKey(1), (6, OBS))
+    key = jax.random.PRNGKey(2)
+    action, q = agent.select_action(state, state.actor_params, state.critic_params, obs, key, 7, 1.0)
+    cands = agent.sample_candidates(state, state.actor_params, obs, key, 7, 1.0)
+    scores = agent.min_q(state, state.critic_params, obs, cands)
+    q12 = state.critic.apply(state.critic_params, jnp.repeat(obs[:, None], 7, 1), cands)
+    np.testing.assert_allclose(scores, jnp.minimum(q12[0], q12[1]), rtol=1e-6)
+    best = np.argmax(np.asarray(scores), axis=1)
+    np.testing.assert_array_equal(action, np.asarray(cands)[np.arange(6), best])
+    np.testing.assert_allclose(q, np.asarray(scores).max(1), rtol=1e-6)
+    assert cands.shape == (6, 7, ACT) and float(jnp.abs(cands).max()) <= 1.0
+
+
+def test_sampling_is_the_plain_network_chain(state):
+    """The split first layer used by the sampler gives the same chain as the plain network."""
+    from qvpo_mjx import diffusion
+    obs = jax.random.normal(jax.random.PRNGKey(1), (3, OBS))
+    key = jax.random.PRNGKey(4)
+    fast = agent.sample_candidates(state, state.actor_params, obs, key, 5, 1.0)
+    k_start, k_noise = jax.random.split(key)
+    x_T = jax.random.normal(k_start, (3, 5, ACT))
+    noise = jax.random.normal(k_noise, (SMALL.diffusion_steps, 3, 5, ACT))
+    obs_k = jnp.repeat(obs[:, None], 5, 1)
+
+    def eps_fn(x, t):
+        return state.actor.apply(state.actor_params, x, jnp.full(x.shape[:-1], t), obs_k)
+
+    plain = diffusion.sample(eps_fn, state.schedule, x_T, noise, 1.0)
+    np.testing.assert_allclose(fast, plain, atol=2e-5)
+
+
+def test_act_and_eval_act_shapes_and_determinism(state):
+    obs = jax.random.normal(jax.random.PRNGKey(1), (4, OBS))
+    a = jax.jit(agent.act)(state, obs, jax.random.PRNGKey(0))
+    assert a.shape == (4, ACT) and float(jnp.abs(a).max()) <= 1.0
+    det = state.replace(config=state.config.replace(deterministic_eval=True))
+    e1 = agent.eval_act(det, obs, jax.random.PRNGKey(0))
+    e2 = agent.eval_act(det, obs, jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(e1, e2)
+
+
+# ---------------------------------------------------------------- the loss
+
+def test_loss_samples_uniform_entropy_actions_and_weights():
+    B, c, E = 64, 2, 10
+    actions = jnp.full((B, c, ACT), 0.25)
+    weights = jnp.arange(B * c, dtype=jnp.float32).reshape(B, c)
+    x0, w, t, eps = agent.loss_samples(jax.random.PRNGKey(0), actions, weights, 0.05, E, 20)
+    assert x0.shape == (B, c, 1 + E, ACT) and w.shape == t.shape == (B, c, 1 + E)
+    np.testing.assert_array_equal(x0[:, :, 0], actions)
+    ent = np.asarray(x0[:, :, 1:])
+    # Uniform on [-1, 1]: both halves used, mean 0, variance 1/3.
+    assert ent.min() >= -1 and ent.max() <= 1 and ent.min() < -0.95 and ent.max() > 0.95
+    assert abs(ent.mean()) < 0.03 and ent.var() == pytest.approx(1 / 3, rel=0.05)
+    np.testing.assert_allclose(w[:, :, 0], weights)
+    np.testing.assert_allclose(w[:, :, 1:], 0.05 * np.asarray(weights)[:, :, None] * np.ones(E),
+                               rtol=1e-6)
+    assert int(t.min()) == 0 and int(t.max()) == 19
+
+
+def test_actor_loss_is_weighted_per_state_with_entropy_term(state):
+    """L(w, a) = sum_i w_i (A_i + a U_i): linear in each state's Q-weight, and the entropy part
+    enters with weight a x that state's Q-weight."""
+    B = 4
+    obs = jax.random.normal(jax.random.PRNGKey(1), (B, OBS))
+    actions = jax.random.uniform(jax.random.PRNGKey(2), (B, 1, ACT), minval=-1, maxval=1)
+    key = jax.random.PRNGKey(3)
+
+    def L(w, a):
+        return float(agent.actor_loss(state, state.actor_params, obs, actions,
+                                      jnp.asarray(w, jnp.float32)[:, None], jnp.float32(a), key))
+
+    eye = np.eye(B)
+    A = np.array([L(eye[i], 0.0) for i in range(B)])
+    U = np.array([L(eye[i], 1.0) for i in range(B)]) - A
+    assert np.all(A > 0) and np.all(U > 0)
+    w = np.array([0.5, 0.0, 2.0, 1.25])
+    assert L(w, 0.3) == pytest.approx(float(np.sum(w * (A + 0.3 * U))), rel=1e-5)
+    assert L(np.zeros(B), 0.3) == 0.0
+
+
+# ---------------------------------------------------------------- the update
+
+def test_one_update_steps_each_optimiser_once_and_targets_move_by_tau(state):
+    new, metrics = jax.jit(agent.update)(state, make_batch(jax.random.PRNGKey(1)),
+                                         jax.random.PRNGKey(2))
+    assert int(new.step) == 1
+    assert int(new.actor_opt_state[1].count) == 1 and int(new.critic_opt_state[1].count) == 1
+    tau = SMALL.tau
+    for online_old, online_new, target_new in [
+        (state.actor_params, new.actor_params, new.actor_target_params),
+        (state.critic_params, new.critic_params, new.critic_target_params),
+    ]:
+        expected = jax.tree.map(lambda o, n: o + tau * (n - o), online_old, online_new)
+        leaves_close(target_new, expected, rtol=1e-5, atol=1e-8)
+        moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), online_old, online_new)
+        assert max(jax.tree.leaves(moved)) > 0
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert float(metrics["entropy_weight"]) == pytest.approx(0.02)
+
+
+def test_critic_td_error_falls_on_a_fixed_batch(state):
+    batch = make_batch(jax.random.PRNGKey(5))
+    st = state.replace(hparams={**state.hparams, "critic_lr": jnp.float32(1e-3)})
+
+    def run(st, key):
+        def body(st, k):
+            st, m = agent.update(st, batch, k)
+            return st, m["loss/critic"]
+        return jax.lax.scan(body, st, jax.random.split(key, 300))
+
+    st, losses = jax.jit(run)(st, jax.random.PRNGKey(6))
+    first, last = float(losses[:10].mean()), float(losses[-10:].mean())
+    assert last < 0.2 * first, (first, last)
+
+
+def test_same_key_gives_identical_parameters(state):
+    batch = make_batch(jax.random.PRNGKey(1))
+
+    def run(key):
+        st = agent.init(key, OBS, ACT, SMALL)
+        for k in jax.random.split(jax.random.PRNGKey(9), 3):
+            st, _ = jax.jit(agent.update)(st, batch, k)
+        return st
+
+    a, b = run(jax.random.PRNGKey(7)), run(jax.random.PRNGKey(7))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    c = run(jax.random.PRNGKey(8))
+    assert float(jnp.abs(c.actor_params["params"]["out"]["kernel"]
+                         - a.actor_params["params"]["out"]["kernel"]).max()) > 0
+
+
+def test_update_compiles_once_across_steps_and_hyperparameter_values():
+    traces = []
+
+    def counted(st, batch, key):
+        traces.append(1)
+        return agent.update(st, batch, key)
+
+    update = jax.jit(counted)
+    batch = make_batch(jax.random.PRNGKey(1))
+    st = agent.init(jax.random.PRNGKey(0), OBS, ACT, SMALL)
+    for k in jax.random.split(jax.random.PRNGKey(2), 3):
+        st, _ = update(st, batch, k)
+    other = agent.init(jax.random.PRNGKey(0), OBS, ACT,
+                       SMALL.replace(actor_lr=1e-3, critic_lr=1e-3, gamma=0.9, tau=0.1,
+                                     entropy_weight=0.05, noise_ratio=0.5))
+    update(other, batch, jax.random.PRNGKey(3))
+    assert len(traces) == 1
+
+
+def test_state_vmaps_over_seeds_and_seeds_are_independent():
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    states = jax.vmap(lambda k: agent.init(k, OBS, ACT, SMALL))(keys)
+    batch = make_batch(jax.random.PRNGKey(1))
+    update_keys = jax.random.split(jax.random.PRNGKey(2), 3)
+    batched, _ = jax.jit(jax.vmap(agent.update, in_axes=(0, None, 0)))(states, batch, update_keys)
+    k0 = batched.actor_params["params"]["first_kernel"]
+    assert float(jnp.abs(k0[0] - k0[1]).max()) > 1e-3
+    single, _ = jax.jit(agent.update)(agent.init(keys[1], OBS, ACT, SMALL), batch, update_keys[1])
+    leaves_close(jax.tree.map(lambda x: x[1], batched.actor_params), single.actor_params,
+                 rtol=1e-4, atol=1e-6)
+
+
+def test_policy_improvement_moves_samples_to_the_better_mode():
+    """A critic fitted to a two-peak Q (a = -0.6 worth 0.6, a = +0.6 worth 1.0); actor updates
+    alone must move most sampled actions to the better peak."""
+    cfg = QVPOConfig(hidden_size=64, diffusion_steps=5, batch_size=64, train_samples=16,
+                     actor_lr=1e-3, entropy_weight=0.0, entropy_weight_final=0.0)
+    obs_size, act_size = 1, 1
+    st = agent.init(jax.random.PRNGKey(0), obs_size, act_size, cfg)
+
+    def true_q(a):
+        return (0.6 * jnp.exp(-((a + 0.6) ** 2) / 0.02) + 1.0 * jnp.exp(-((a - 0.6) ** 2) / 0.02))
+
+    grid = jnp.linspace(-1, 1, 256)[:, None]
+    obs_grid = jnp.zeros((256, obs_size))
+    tx = optax.adam(3e-3)
+
+    def fit(params, _):
+        def loss(p):
+            q = st.critic.apply(p, obs_grid, grid)
+            return jnp.mean(jnp.square(q - true_q(grid[:, 0])))
+        l, g = jax.value_and_grad(loss)(params[0])
+        upd, opt = tx.update(g, params[1], params[0])
+        return (optax.apply_updates(params[0], upd), opt), l
+
+    (critic_params, _), fit_losses = jax.jit(
+        lambda p: jax.lax.scan(fit, (p, tx.init(p)), None, length=1500))(st.critic_params)
+    assert float(fit_losses[-1]) < 2e-3
+    st = st.replace(critic_params=critic_params)
+    obs = jnp.zeros((cfg.batch_size, obs_size))
+
+    def frac_good(st, key):
+        a = agent.sample_candidates(st, st.actor_params, obs, key, 16, 1.0)
+        return float(jnp.mean(jnp.abs(a - 0.6) < 0.25))
+
+    before = frac_good(st, jax.random.PRNGKey(1))
+
+    def body(st, k):
+        st, _ = agent.actor_update(st, obs, k)
+        return st, None
+
+    st, _ = jax.jit(lambda st, k: jax.lax.scan(body, st, jax.random.split(k, 300)))(
+        st, jax.random.PRNGKey(2))
+    after = frac_good(st, jax.random.PRNGKey(3))
+    print("good-mode fraction", before, after)
+    assert before < 0.4 and after > 0.75, (before, after)

@@ -1,0 +1,61 @@
+import pytest
+
+from qvpo_mjx.config import QVPOConfig
+
+
+def test_reference_defaults():
+    c = QVPOConfig()
+    assert (c.diffusion_steps, c.beta_schedule, c.hidden_size, c.time_embed_size) == (
+        20, "cosine", 256, 32)
+    assert (c.actor_lr, c.critic_lr, c.adam_eps, c.grad_clip) == (1e-4, 3e-4, 1e-5, 2.0)
+    assert (c.gamma, c.tau, c.batch_size) == (0.99, 0.005, 256)
+    assert (c.behavior_samples, c.target_samples, c.eval_samples, c.train_samples, c.chosen) == (
+        4, 4, 32, 64, 1)
+    assert (c.q_transform, c.entropy_weight, c.entropy_weight_final, c.entropy_samples) == (
+        "qadv", 0.02, 0.002, 10)
+    assert (c.noise_ratio, c.deterministic_eval) == (1.0, False)
+    assert (c.start_steps, c.replay_size, c.total_steps, c.eval_interval) == (
+        10_000, 1_000_000, 1_000_000, 10_000)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"chosen": 65}, "chosen"),
+    ({"train_samples": 0}, "train_samples"),
+    ({"batch_size": -1}, "batch_size"),
+    ({"actor_lr": 0.0}, "actor_lr"),
+    ({"critic_lr": float("nan")}, "critic_lr"),
+    ({"gamma": 1.5}, "gamma"),
+    ({"tau": 0.0}, "tau"),
+    ({"entropy_weight_final": 0.5}, "entropy_weight_final"),
+    ({"noise_ratio": -1.0}, "noise_ratio"),
+    ({"time_embed_size": 33}, "time_embed_size"),
+    ({"diffusion_steps": 2.5}, "diffusion_steps"),
+    ({"start_steps": -3}, "start_steps"),
+    ({"replay_size": 8, "num_envs": 16}, "replay_size"),
+])
+def test_validation_names_the_field(changes, field):
+    with pytest.raises(ValueError, match=field):
+        QVPOConfig(**changes)
+
+
+def test_unknown_names_list_known_ones():
+    with pytest.raises(ValueError, match="cosine, linear, vp"):
+        QVPOConfig(beta_schedule="quadratic")
+    with pytest.raises(ValueError, match="qadv, qcut, qrelu, qexpn"):
+        QVPOConfig(q_transform="qsoft")
+    with pytest.raises(ValueError, match="unknown config field.*batch_sizes"):
+        QVPOConfig().replace(batch_sizes=3)
+
+
+def test_structure_drops_only_traced_values():
+    a = QVPOConfig(actor_lr=3e-4, gamma=0.9, train_samples=8)
+    b = QVPOConfig(actor_lr=1e-3, tau=0.1, train_samples=8)
+    assert a != b and a.structure() == b.structure()
+    assert hash(a.structure()) == hash(b.structure())
+    assert QVPOConfig(train_samples=8).structure() != QVPOConfig(train_samples=16).structure()
+    assert a.hyperparams()["actor_lr"] == 3e-4 and "train_samples" not in a.hyperparams()
+
+
+def test_dict_round_trip():
+    c = QVPOConfig(q_transform="qexpn", train_samples=16)
+    assert QVPOConfig.from_dict(c.to_dict()) == c

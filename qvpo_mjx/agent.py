@@ -99,7 +99,9 @@ def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) ->
     critic_tx = _optimizer(hparams["critic_lr"], hparams["adam_eps"], hparams["grad_clip"])
     return shell.replace(
         actor_params=actor_params, critic_params=critic_params,
-        actor_target_params=actor_params, critic_target_params=critic_params,
+        # Targets are copies, not aliases: a donated state must not hold one buffer twice.
+        actor_target_params=jax.tree.map(jnp.copy, actor_params),
+        critic_target_params=jax.tree.map(jnp.copy, critic_params),
         actor_opt_state=actor_tx.init(actor_params), critic_opt_state=critic_tx.init(critic_params))
 
 

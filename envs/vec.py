@@ -1,0 +1,113 @@
+"""N environments in lock-step with time limits and auto-reset, as pure functions.
+
+Unlike Brax's training wrappers, ``step`` hands back the true next observation of an episode that
+just ended (not the reset one), and separate ``terminated`` / ``truncated`` flags, so the TD target
+can bootstrap through time limits. Resets draw a fresh random initial state, and only run when some
+environment finished (``lax.cond``), so the common step pays no reset.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from brax.envs.base import Env, State
+from flax import struct
+
+
+def _strong(tree):
+    """Float leaves as strongly typed float32: Brax returns weak floats from ``step`` but strong
+    ones from ``reset``, and the mismatch retraces any loop that carries the state."""
+    def fix(x):
+        x = jnp.asarray(x)
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            return jax.lax.convert_element_type(x, jnp.float32)
+        return x
+    return jax.tree.map(fix, tree)
+
+
+@struct.dataclass
+class EnvState:
+    inner: State  # Brax state, every leaf with leading axis N
+    episode_step: jax.Array  # (N,) int32, steps taken in the current episode
+    episode_return: jax.Array  # (N,) float32, reward summed in the current episode
+    key: jax.Array  # PRNG key for resets
+
+    @property
+    def obs(self) -> jax.Array:
+        """(N, o) float32 current observations."""
+        return self.inner.obs
+
+
+@struct.dataclass
+class StepResult:
+    next_obs: jax.Array  # (N, o) the observation the action led to, before any reset
+    reward: jax.Array  # (N,) float32
+    terminated: jax.Array  # (N,) float32 1.0 at a true terminal state
+    truncated: jax.Array  # (N,) float32 1.0 where the time limit ended a non-terminal episode
+    episode_return: jax.Array  # (N,) the finished episode's return where done, else 0
+    done: jax.Array  # (N,) float32, terminated or truncated
+
+
+class VecEnv:
+    """``num_envs`` copies of ``env``; episodes end at termination or after ``episode_length`` steps.
+
+    A plain Python object holding only static settings: ``reset`` and ``step`` are pure and jit,
+    vmap (over seeds) and scan.
+    """
+
+    def __init__(self, env: Env, num_envs: int, episode_length: int):
+        if num_envs <= 0 or episode_length <= 0:
+            raise ValueError(f"num_envs and episode_length must be positive, got {num_envs}, "
+                             f"{episode_length}")
+        self.env = env
+        self.num_envs = int(num_envs)
+        self.episode_length = int(episode_length)
+
+    @property
+    def observation_size(self) -> int:
+        return int(self.env.observation_size)
+
+    @property
+    def action_size(self) -> int:
+        return int(self.env.action_size)
+
+    def _reset_inner(self, key: jax.Array) -> State:
+        return _strong(jax.vmap(self.env.reset)(jax.random.split(key, self.num_envs)))
+
+    def reset(self, key: jax.Array) -> EnvState:
+        k_reset, k_next = jax.random.split(key)
+        inner = self._reset_inner(k_reset)
+        return EnvState(inner=inner,
+                        episode_step=jnp.zeros((self.num_envs,), jnp.int32),
+                        episode_return=jnp.zeros((self.num_envs,), jnp.float32), key=k_next)
+
+    def step(self, state: EnvState, action: jax.Array,
+             auto_reset: bool = True) -> tuple[EnvState, StepResult]:
+        """action (N, d) in [-1, 1] -> (next state, what happened).
+
+        ``auto_reset=False`` leaves finished episodes where they ended (evaluation runs each
+        episode once and masks what follows), and saves compiling the reset.
+        """
+        inner = _strong(jax.vmap(self.env.step)(state.inner, action))
+        episode_step = state.episode_step + 1
+        episode_return = state.episode_return + inner.reward
+        terminated = inner.done
+        truncated = jnp.where((episode_step >= self.episode_length) & (terminated == 0), 1.0, 0.0)
+        done = jnp.maximum(terminated, truncated)
+        result = StepResult(next_obs=inner.obs, reward=inner.reward, terminated=terminated,
+                            truncated=truncated, episode_return=episode_return * done, done=done)
+
+        key, k_reset = jax.random.split(state.key)
+
+        def reset_done(inner):
+            fresh = self._reset_inner(k_reset)
+            pick = lambda new, old: jnp.where(  # noqa: E731
+                done.reshape((-1,) + (1,) * (old.ndim - 1)) > 0, new, old)
+            return jax.tree.map(pick, fresh, inner)
+
+        if auto_reset:
+            inner = jax.lax.cond(jnp.any(done > 0), reset_done, lambda inner: inner, inner)
+        keep = 1 - done.astype(jnp.int32)
+        new_state = EnvState(inner=inner, episode_step=episode_step * keep,
+                             episode_return=episode_return * (1.0 - done), key=key)
+        return new_state, result

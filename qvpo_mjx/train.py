@@ -1,0 +1,341 @@
+"""Train QVPO on an MJX task: ``python -m qvpo_mjx.train --env ENV --num-envs N ...``.
+
+Writes to ``--out DIR``: ``config.json`` (resolved config, env, seed, versions), ``curve.npz`` (one
+row per chunk = evaluation interval) and ``checkpoint.npz`` (the whole training state), both
+written atomically after every chunk, so a crash loses at most one interval; ``--resume DIR``
+continues a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from qvpo_mjx.config import QVPOConfig
+
+CURVE_KEYS = ("env_steps", "wall_time_s", "eval_return_mean", "eval_return_std")
+
+# Named settings. Each is a set of config overrides plus a default env; flags override presets.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The reference regime: one env, one update per env step, batch 256, every ALGORITHM.md default.
+    "paper": {"env": "halfcheetah", "config": {}},
+    # Thousands of envs on one GPU. Provisional: the scaling study (issue 7) sets these.
+    "gpu": {"env": "halfcheetah", "config": dict(
+        num_envs=4096, batch_size=2048, updates_per_step=8, start_steps=40_960,
+        eval_interval=409_600, total_steps=10_000_000, replay_size=2_000_000)},
+    # Learns a cheap task in a few minutes on a 2-core CPU (see README for the timing).
+    # Smaller networks and chains for CPU speed; tau 0.02 because value propagation through the
+    # target network was the bottleneck (tau 0.005: eval return ~70 after 16k steps; 0.02: 1000
+    # at 10k steps; see the note on issue 3).
+    "cpu": {"env": "inverted_pendulum", "config": dict(
+        num_envs=16, batch_size=128, updates_per_step=8, start_steps=1_000,
+        eval_interval=2_000, num_eval_envs=4, total_steps=20_000, replay_size=100_000,
+        hidden_size=64, diffusion_steps=5, train_samples=16, eval_samples=8,
+        actor_lr=3e-4, critic_lr=1e-3, tau=0.02)},
+}
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for pkg in ("qvpo-mjx", "jax", "jaxlib", "flax", "optax", "brax", "mujoco", "mujoco-mjx"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Files, written atomically: a crash mid-write leaves the previous good file.
+
+
+def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_json(path: Path, obj: dict) -> None:
+    atomic_write_bytes(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
+
+
+def curve_key(metric: str) -> str:
+    return metric.replace("/", "_")
+
+
+def save_curve(path: Path, rows: list[dict[str, float]]) -> None:
+    keys = list(rows[0]) if rows else list(CURVE_KEYS)
+    save_npz(path, {k: np.asarray([r[k] for r in rows], np.float64) for k in keys})
+
+
+def load_curve(path: Path) -> list[dict[str, float]]:
+    with np.load(path) as data:
+        keys = list(data.files)
+        columns = {k: data[k] for k in keys}
+    n = len(columns["env_steps"])
+    return [{k: float(columns[k][i]) for k in keys} for i in range(n)]
+
+
+def save_checkpoint(path: Path, state) -> None:
+    import jax
+    leaves = jax.device_get(jax.tree.leaves(state))
+    save_npz(path, {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)})
+
+
+def load_checkpoint(path: Path, template):
+    """Leaves saved by :func:`save_checkpoint` poured into ``template``'s structure."""
+    import jax
+    t_leaves, treedef = jax.tree.flatten(template)
+    with np.load(path) as data:
+        leaves = [data[f"leaf_{i:05d}"] for i in range(len(data.files))]
+    if len(leaves) != len(t_leaves) or any(
+            a.shape != b.shape or a.dtype != b.dtype for a, b in zip(leaves, t_leaves)):
+        raise ValueError(f"{path} does not match this run's state (different env or config)")
+    return jax.tree.unflatten(treedef, [jax.device_put(x) for x in leaves])
+
+
+# ------------------------------------------------------------------------------------------
+# Progress
+
+
+class Progress:
+    """One status line: env steps, steps per second, last eval return, time left."""
+
+    def __init__(self, total: int, enabled: bool = True, stream=sys.stderr):
+        self.total, self.enabled, self.stream = total, enabled, stream
+        self.tty = stream.isatty()
+
+    def update(self, env_steps: int, sps: float, eval_return: float, elapsed: float) -> None:
+        if not self.enabled:
+            return
+        frac = min(1.0, env_steps / self.total)
+        left = (self.total - env_steps) / sps if sps > 0 else float("nan")
+        width = 24
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        line = (f"[{bar}] {env_steps:>10,}/{self.total:,} steps | {sps:8.0f} steps/s | "
+                f"eval return {eval_return:9.2f} | {elapsed:6.0f}s elapsed, "
+                f"{_fmt_seconds(left)} left")
+        if self.tty:
+            self.stream.write("\r" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+
+
+def _fmt_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    return f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+# ------------------------------------------------------------------------------------------
+# The run
+
+
+def train(config: QVPOConfig, env_name: str, seed: int = 0, out_dir: str | Path | None = None,
+          *, env_options: dict[str, Any] | None = None, resume: bool = False,
+          overwrite: bool = False, progress: bool = True,
+          progress_fn: Callable[[int, dict[str, float]], None] | None = None,
+          extra_meta: dict[str, Any] | None = None) -> list[dict[str, float]]:
+    """Train and return the curve (one dict of floats per chunk).
+
+    With ``out_dir``, writes config.json, curve.npz and checkpoint.npz there after every chunk.
+    ``resume=True`` continues the run saved in ``out_dir``. ``progress_fn(env_steps, row)`` is called
+    after each chunk.
+    """
+    import jax
+
+    from qvpo_mjx.loop import Trainer
+
+    trainer = Trainer(config, env_name, env_options)
+    out = Path(out_dir) if out_dir is not None else None
+    meta = {"env": env_name, "env_options": dict(env_options or {}), "seed": seed,
+            "config": config.to_dict(), "versions": package_versions(),
+            "backend": jax.default_backend(), **(extra_meta or {})}
+    if out is not None:
+        prepare_out_dir(out, meta, resume=resume, overwrite=overwrite)
+
+    # Jitted, so the state's leaves have exactly the types the chunk returns (no second compile).
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(seed))
+    rows: list[dict[str, float]] = []
+    wall_offset = 0.0
+    if resume and out is not None and (out / "checkpoint.npz").exists():
+        state = load_checkpoint(out / "checkpoint.npz", state)
+        rows = load_curve(out / "curve.npz")
+        done_chunks = int(state.chunks)
+        rows = rows[:done_chunks]  # a curve written after its checkpoint has no extra rows
+        wall_offset = rows[-1]["wall_time_s"] if rows else 0.0
+
+    run_chunk = jax.jit(trainer.run_chunk, donate_argnums=0)
+    bar = Progress(trainer.num_chunks * trainer.chunk_env_steps, enabled=progress)
+    start = time.perf_counter()
+    last_steps, last_time = int(state.env_steps), start
+    for _ in range(int(state.chunks), trainer.num_chunks):
+        state, metrics = run_chunk(state)
+        metrics = jax.device_get(metrics)
+        now = time.perf_counter()
+        row = {"env_steps": float(metrics.pop("env_steps")),
+               "wall_time_s": wall_offset + now - start,
+               "eval_return_mean": float(metrics.pop("eval_return_mean")),
+               "eval_return_std": float(metrics.pop("eval_return_std"))}
+        row.update({curve_key(k): float(v) for k, v in sorted(metrics.items())})
+        rows.append(row)
+        if out is not None:
+            # Checkpoint first: a crash between the two leaves a curve one row short, which
+            # resume trims to the checkpoint's chunk count; never a curve ahead of its state.
+            save_checkpoint(out / "checkpoint.npz", state)
+            save_curve(out / "curve.npz", rows)
+        sps = (row["env_steps"] - last_steps) / max(now - last_time, 1e-9)
+        last_steps, last_time = row["env_steps"], now
+        bar.update(int(row["env_steps"]), sps, row["eval_return_mean"], row["wall_time_s"])
+        if progress_fn is not None:
+            progress_fn(int(row["env_steps"]), row)
+    bar.close()
+    return rows
+
+
+def prepare_out_dir(out: Path, meta: dict, *, resume: bool, overwrite: bool) -> None:
+    if resume:
+        cfg_path = out / "config.json"
+        if not cfg_path.exists():
+            raise ValueError(f"--resume: {cfg_path} does not exist")
+        saved = json.loads(cfg_path.read_text())
+        for key in ("env", "env_options", "seed", "config"):
+            if saved.get(key) != meta[key]:
+                raise ValueError(f"--resume: {out} was run with a different {key} "
+                                 f"({saved.get(key)!r} vs {meta[key]!r})")
+        return
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"output directory {out} exists and is not empty; pass --resume to "
+                         f"continue it or --overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("checkpoint.npz", "curve.npz"):
+        (out / name).unlink(missing_ok=True)
+    save_json(out / "config.json", meta)
+
+
+# ------------------------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m qvpo_mjx.train", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run = parser.add_argument_group("run")
+    run.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                     help="named settings; default: 'gpu' on a GPU, else 'cpu'")
+    run.add_argument("--env", default=None, help="task name (default: the preset's)")
+    run.add_argument("--seed", type=int, default=0, help="random seed")
+    run.add_argument("--out", default=None,
+                     help="output directory (default: runs/ENV__PRESET__sSEED__TIME)")
+    run.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    run.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    run.add_argument("--no-progress", action="store_true", help="no progress line")
+    run.add_argument("--compile-cache", default=str(Path.home() / ".cache" / "qvpo-mjx" / "xla"),
+                     help="persistent XLA compilation cache ('none' to disable): a repeated run "
+                     "loads its compiled chunk instead of compiling it again")
+    run.add_argument("--iterations", type=int, default=None,
+                     help="MJX solver iterations (default: the env's)")
+    run.add_argument("--ls-iterations", type=int, default=None,
+                     help="MJX solver line-search iterations (default: the env's)")
+    group = parser.add_argument_group("config (every QVPOConfig field; default: the preset's)")
+    docs = QVPOConfig.field_docs()
+    for f in dataclasses.fields(QVPOConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=docs[f.name] + f" (reference: {f.default})")
+        else:
+            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str)
+                                                            else f.type.__name__]
+            group.add_argument(flag, type=kind, default=None,
+                               help=docs[f.name] + f" (reference: {f.default})")
+    return parser
+
+
+def resolve(args: argparse.Namespace) -> tuple[QVPOConfig, str, str, dict[str, Any]]:
+    """(config, env, preset name, env options) from parsed flags; ValueError on bad input."""
+    import jax
+
+    import envs
+
+    preset = args.preset or ("gpu" if jax.default_backend() == "gpu" else "cpu")
+    values = dict(PRESETS[preset]["config"])
+    for f in dataclasses.fields(QVPOConfig):
+        v = getattr(args, f.name)
+        if v is not None:
+            values[f.name] = v
+    config = QVPOConfig.from_dict(values)
+    env = args.env or PRESETS[preset]["env"]
+    envs.spec(env)
+    env_options = {k: getattr(args, k) for k in ("iterations", "ls_iterations")
+                   if getattr(args, k) is not None}
+    return config, env, preset, env_options
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.resume:
+            out = Path(args.resume)
+            cfg_path = out / "config.json"
+            if not cfg_path.exists():
+                raise ValueError(f"--resume: {cfg_path} does not exist")
+            saved = json.loads(cfg_path.read_text())
+            config = QVPOConfig.from_dict(saved["config"])
+            env, seed, env_options = saved["env"], saved["seed"], saved["env_options"]
+            preset = saved.get("preset")
+        else:
+            config, env, preset, env_options = resolve(args)
+            seed = args.seed
+            out = Path(args.out) if args.out else Path("runs") / (
+                f"{env}__{preset}__s{seed}__{time.strftime('%Y%m%d-%H%M%S')}")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.compile_cache.lower() != "none":
+        import jax
+        jax.config.update("jax_compilation_cache_dir", args.compile_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    print(f"qvpo-mjx: env {env}, preset {preset}, {config.num_envs} envs, "
+          f"{config.total_steps:,} steps, seed {seed} -> {out}", file=sys.stderr)
+    try:
+        rows = train(config, env, seed, out, env_options=env_options,
+                     resume=bool(args.resume), overwrite=args.overwrite,
+                     progress=not args.no_progress, extra_meta={"preset": preset})
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if rows:
+        best = max(r["eval_return_mean"] for r in rows)
+        print(f"done: {int(rows[-1]['env_steps']):,} steps in {rows[-1]['wall_time_s']:.0f} s; "
+              f"last eval return {rows[-1]['eval_return_mean']:.2f}, best {best:.2f}; "
+              f"curve in {out / 'curve.npz'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

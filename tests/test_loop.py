@@ -1,0 +1,85 @@
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qvpo_mjx import agent, replay
+from qvpo_mjx.config import QVPOConfig
+from qvpo_mjx.loop import Trainer
+
+TINY = QVPOConfig(
+    hidden_size=16, time_embed_size=8, diffusion_steps=3, batch_size=8, train_samples=4,
+    behavior_samples=2, target_samples=2, eval_samples=2, entropy_samples=2, num_envs=4,
+    updates_per_step=2, start_steps=16, eval_interval=16, num_eval_envs=2, episode_length=10,
+    total_steps=48, replay_size=64)
+
+
+def transitions(start, n, obs=3, act=1):
+    v = jnp.arange(start, start + n, dtype=jnp.float32)
+    return agent.Transition(obs=jnp.tile(v[:, None], (1, obs)), action=jnp.tile(v[:, None], (1, act)),
+                            reward=v, next_obs=jnp.tile(v[:, None], (1, obs)) + 0.5,
+                            terminated=jnp.zeros(n))
+
+
+def test_replay_ring_wraps_and_samples_only_filled_rows():
+    buf = replay.init(10, 3, 1)
+    buf = replay.add(buf, transitions(0, 4))
+    assert (int(buf.position), int(buf.size)) == (4, 4)
+    rows = replay.sample(buf, jax.random.PRNGKey(0), (500,))
+    assert set(np.unique(rows.reward).tolist()) == {0.0, 1.0, 2.0, 3.0}
+    np.testing.assert_array_equal(rows.next_obs[:, 0], rows.reward + 0.5)  # rows stay whole
+    for start in (4, 8, 12):
+        buf = replay.add(buf, transitions(start, 4))
+    # 16 written into 10 rows: the newest 10 (6..15) remain, written position 16 % 10 = 6.
+    assert (int(buf.position), int(buf.size)) == (6, 10)
+    assert sorted(np.asarray(buf.data.reward).tolist()) == list(range(6, 16))
+    assert replay.sample(buf, jax.random.PRNGKey(1), (2, 3)).obs.shape == (2, 3, 3)
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    return Trainer(TINY, "pendulum_swingup")
+
+
+def test_chunk_compiles_once_and_makes_no_host_transfers(trainer):
+    traces = []
+
+    def counted(state):
+        traces.append(1)
+        return trainer.run_chunk(state)
+
+    run_chunk = jax.jit(counted, donate_argnums=0)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    state, m0 = run_chunk(state)
+    with jax.transfer_guard("disallow"):
+        state, m1 = run_chunk(state)
+        state, m2 = run_chunk(state)
+    assert len(traces) == 1
+    m0, m2 = jax.device_get(m0), jax.device_get(m2)  # explicit transfers are the allowed ones
+    assert int(m0["env_steps"]) == 16 and int(m2["env_steps"]) == 48
+    # 16 env steps = 4 vector steps; the first update comes at the 4th (env_steps 16 >= 16).
+    assert int(m0["updates"]) == 2 and int(m2["updates"]) == 2 + 2 * 4 * 2
+    assert np.isfinite(m2["loss/critic"]) and np.isfinite(m2["eval_return_mean"])
+    assert int(state.replay.size) == 48
+
+
+def test_warm_up_uses_uniform_actions_and_no_updates(trainer):
+    cfg = TINY.replace(start_steps=32, batch_size=8)
+    tr = Trainer(cfg, "pendulum_swingup")
+    state = jax.jit(tr.init)(jax.random.PRNGKey(0))
+    state, metrics = jax.jit(tr.run_chunk)(state)
+    assert int(metrics["updates"]) == 0 and np.isnan(float(metrics["loss/critic"]))
+    actions = np.asarray(state.replay.data.action[:16, 0])
+    assert actions.min() < -0.5 and actions.max() > 0.5  # spread over [-1, 1]
+
+
+def test_batch_larger_than_first_update_buffer_is_rejected():
+    with pytest.raises(ValueError, match="batch_size \\(64\\) exceeds the 16 transitions"):
+        Trainer(TINY.replace(batch_size=64), "pendulum_swingup")
+
+
+def test_unknown_env_is_rejected_before_building():
+    with pytest.raises(ValueError, match="known envs: .*pendulum_swingup"):
+        Trainer(TINY, "pendulum-v1")

@@ -46,14 +46,15 @@ def timed_scan(step_fn, state, length: int, repeats: int) -> tuple[float, float]
 
 
 def bench(env_name: str, num_envs: int, steps: int, repeats: int) -> dict:
-    cfg = QVPOConfig(**{**PRESETS["cpu"]["config"], "num_envs": num_envs, "start_steps": 0,
+    warmup = max(256, num_envs)
+    cfg = QVPOConfig(**{**PRESETS["cpu"]["config"], "num_envs": num_envs, "start_steps": warmup,
                         "batch_size": 128, "eval_interval": num_envs})
     trainer = Trainer(cfg, env_name)
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
     vec, N, d = trainer.vec, num_envs, trainer.vec.action_size
-    # Fill the buffer so the loop samples real rows.
+    # Run the warm-up, so the timed loop acts with the policy and updates every vector step.
     state = jax.jit(lambda s: jax.lax.scan(lambda c, _: trainer.vector_step(c), s, None,
-                                           max(1, 256 // N))[0])(state)
+                                           -(-warmup // N))[0])(state)
 
     def physics(c):
         env_state, key = c

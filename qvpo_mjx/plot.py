@@ -1,0 +1,128 @@
+"""Plot learning curves from saved runs: ``python -m qvpo_mjx.plot RUN_DIR [RUN_DIR ...] -o curves.png``.
+
+Reads only ``curve.npz`` and ``config.json`` (no JAX). Runs whose label is the same (same env and
+config, seeds aside) are one line: their mean, with a band from min to max across them (or +- one
+std with ``--band std``), on a common grid of the x axis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+X_AXES = {"env_steps": "environment steps", "wall_time": "wall-clock seconds"}
+
+
+class CurveError(ValueError):
+    pass
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """{"label", "x": {env_steps, wall_time}, "y", "meta"} of one run directory (or curve.npz)."""
+    run = Path(run_dir)
+    curve_path = run if run.suffix == ".npz" else run / "curve.npz"
+    if not curve_path.exists():
+        raise CurveError(f"{curve_path}: no such file (is {run} a run directory?)")
+    try:
+        with np.load(curve_path) as data:
+            arrays = {k: np.asarray(data[k], np.float64) for k in data.files}
+    except Exception as e:  # zip, pickle and format errors all mean the same to the user
+        raise CurveError(f"{curve_path}: not a readable curve file ({e})") from e
+    missing = [k for k in ("env_steps", "wall_time_s", "eval_return_mean") if k not in arrays]
+    if missing:
+        raise CurveError(f"{curve_path}: malformed curve, missing {', '.join(missing)}")
+    n = len(arrays["env_steps"])
+    if n == 0 or any(len(arrays[k]) != n for k in ("wall_time_s", "eval_return_mean")):
+        raise CurveError(f"{curve_path}: malformed curve, empty or columns of unequal length")
+    meta_path = curve_path.parent / "config.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return {"label": label_of(meta, curve_path.parent.name), "meta": meta,
+            "x": {"env_steps": arrays["env_steps"], "wall_time": arrays["wall_time_s"]},
+            "y": arrays["eval_return_mean"]}
+
+
+def label_of(meta: dict, fallback: str) -> str:
+    if not meta:
+        return fallback
+    cfg = meta.get("config", {})
+    parts = [meta.get("env", "?"), f"QVPO {meta.get('preset') or ''}".strip(),
+             f"N={cfg.get('num_envs', '?')}"]
+    if meta.get("algorithm"):
+        parts[1] = meta["algorithm"]
+    return ", ".join(parts)
+
+
+def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(run["label"], []).append(run)
+    return groups
+
+
+def aggregate(runs: list[dict], x_axis: str, band: str = "minmax", points: int = 200):
+    """(grid, mean, low, high): curves interpolated on a grid over the x range all runs share."""
+    lo = max(r["x"][x_axis][0] for r in runs)
+    hi = min(r["x"][x_axis][-1] for r in runs)
+    if len(runs) == 1 or hi <= lo:
+        r = runs[0]
+        return r["x"][x_axis], r["y"], r["y"], r["y"]
+    grid = np.linspace(lo, hi, points)
+    ys = np.stack([np.interp(grid, r["x"][x_axis], r["y"]) for r in runs])
+    mean = ys.mean(0)
+    if band == "std":
+        return grid, mean, mean - ys.std(0), mean + ys.std(0)
+    return grid, mean, ys.min(0), ys.max(0)
+
+
+def plot(run_dirs: list[str], out: str, x_axis: str = "env_steps", band: str = "minmax",
+         title: str | None = None) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [load_run(d) for d in run_dirs]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for label, group in group_runs(runs).items():
+        grid, mean, low, high = aggregate(group, x_axis, band)
+        line, = ax.plot(grid, mean, label=f"{label} ({len(group)} run{'s' * (len(group) > 1)})")
+        if len(group) > 1:
+            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    envs = sorted({r["meta"].get("env", "?") for r in runs})
+    ax.set_title(title or f"Evaluation return on {', '.join(envs)}")
+    ax.set_xlabel(X_AXES[x_axis])
+    ax.set_ylabel("evaluation return (mean over episodes)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path)
+    plt.close(fig)
+    return out_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qvpo_mjx.plot", description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="run directories (or curve.npz files)")
+    parser.add_argument("-o", "--out", default="curves.png", help="image file to write")
+    parser.add_argument("--x", choices=["env_steps", "wall_time"], default="env_steps",
+                        help="x axis")
+    parser.add_argument("--band", choices=["minmax", "std"], default="minmax",
+                        help="spread shown across runs of one label")
+    parser.add_argument("--title", default=None)
+    args = parser.parse_args(argv)
+    try:
+        path = plot(args.runs, args.out, args.x, args.band, args.title)
+    except CurveError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

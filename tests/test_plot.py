@@ -1,0 +1,62 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from qvpo_mjx import plot
+
+
+def fake_run(path, seed, scale=1.0, env="inverted_pendulum"):
+    path.mkdir(parents=True)
+    steps = np.arange(1, 6) * 1000.0
+    np.savez(path / "curve.npz", env_steps=steps, wall_time_s=steps / 100.0,
+             eval_return_mean=scale * steps / 10.0 + seed, eval_return_std=np.zeros(5))
+    (path / "config.json").write_text(json.dumps(
+        {"env": env, "seed": seed, "preset": "cpu", "config": {"num_envs": 16}}))
+    return path
+
+
+def test_aggregate_mean_and_band_across_seeds(tmp_path):
+    runs = [plot.load_run(fake_run(tmp_path / f"s{i}", seed=i)) for i in range(3)]
+    assert len(plot.group_runs(runs)) == 1  # same env and config: one line
+    grid, mean, low, high = plot.aggregate(runs, "env_steps")
+    np.testing.assert_allclose(mean, grid / 10.0 + 1.0)
+    np.testing.assert_allclose(low, grid / 10.0)
+    np.testing.assert_allclose(high, grid / 10.0 + 2.0)
+    grid, mean, low, high = plot.aggregate(runs, "wall_time", band="std")
+    np.testing.assert_allclose(high - mean, np.std([0, 1, 2]), rtol=1e-6)
+
+
+def test_command_renders_png(tmp_path):
+    a = [str(fake_run(tmp_path / f"a{i}", seed=i)) for i in range(2)]
+    b = str(fake_run(tmp_path / "b", seed=0, env="pendulum_swingup"))
+    out = tmp_path / "curves.png"
+    assert plot.main(a + [b, "-o", str(out), "--x", "wall_time"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_missing_and_malformed_curves_name_the_file(tmp_path, capsys):
+    assert plot.main([str(tmp_path / "nowhere")]) == 2
+    assert "nowhere/curve.npz: no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "curve.npz").write_bytes(b"not a zip")
+    assert plot.main([str(bad)]) == 2
+    assert "bad/curve.npz: not a readable curve file" in capsys.readouterr().err
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    np.savez(partial / "curve.npz", env_steps=np.arange(3.0))
+    with pytest.raises(plot.CurveError, match="partial/curve.npz: malformed curve, missing "
+                                               "wall_time_s, eval_return_mean"):
+        plot.load_run(partial)
+
+
+def test_plot_does_not_import_jax(tmp_path):
+    run = fake_run(tmp_path / "r", seed=0)
+    code = ("import sys; from qvpo_mjx import plot; "
+            f"plot.main([{str(run)!r}, '-o', {str(tmp_path / 'x.png')!r}]); "
+            "assert 'jax' not in sys.modules, 'jax imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

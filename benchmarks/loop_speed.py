@@ -6,8 +6,8 @@
 
 For each env and N, in one process: ``physics`` (random actions, auto-reset: the ceiling),
 ``acting`` (best-of-behavior_samples diffusion sampling + physics + replay insert, no updates) and
-``loop`` (the real vector step, after warm-up, at the preset's updates_per_step). Network sizes are
-the CPU preset's. Compile time is excluded from rates and reported separately. Writes
+``loop`` (the real vector step, after warm-up, at the preset's updates_per_step). Network sizes,
+batch and updates per step are the ``--preset``'s (default ``cpu``). Compile time is excluded from rates and reported separately. Writes
 ``benchmarks/results/loop_speed.json``.
 """
 
@@ -45,10 +45,13 @@ def timed_scan(step_fn, state, length: int, repeats: int) -> tuple[float, float]
     return best, compile_s
 
 
-def bench(env_name: str, num_envs: int, steps: int, repeats: int) -> dict:
-    warmup = max(256, num_envs)
-    cfg = QVPOConfig(**{**PRESETS["cpu"]["config"], "num_envs": num_envs, "start_steps": warmup,
-                        "batch_size": 128, "eval_interval": num_envs})
+def bench(env_name: str, num_envs: int, steps: int, repeats: int, preset: str = "cpu") -> dict:
+    base = PRESETS[preset]["config"]
+    batch = base.get("batch_size", QVPOConfig().batch_size)
+    warmup = max(batch, num_envs)
+    cfg = QVPOConfig(**{**base, "num_envs": num_envs, "start_steps": warmup,
+                        "eval_interval": num_envs,
+                        "replay_size": max(base.get("replay_size", 0), 4 * warmup, 100_000)})
     trainer = Trainer(cfg, env_name)
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
     vec, N, d = trainer.vec, num_envs, trainer.vec.action_size
@@ -108,6 +111,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--envs", nargs="+", default=["inverted_pendulum", "halfcheetah"])
     parser.add_argument("--num-envs", nargs="+", type=int, default=[1, 16, 256])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                        help="network sizes, batch and updates_per_step from this preset")
     parser.add_argument("--time-to-return", action="store_true",
                         help="also time the CPU preset to eval return 1000 (seeds 0, 1, 2)")
     parser.add_argument("--out", default="benchmarks/results/loop_speed.json")
@@ -119,7 +124,7 @@ def main(argv=None) -> dict:
     for env_name in args.envs:
         for n in args.num_envs:
             steps = max(4, (512 if args.quick else 2048) // n) if n < 256 else (4 if args.quick else 16)
-            r = bench(env_name, n, steps, repeats)
+            r = bench(env_name, n, steps, repeats, args.preset)
             results["rates"][f"{env_name}/{n}"] = r
             print(f"{env_name:<20} {n:>5} {r['physics']['env_steps_per_s']:>10.0f} "
                   f"{r['acting']['env_steps_per_s']:>10.0f} {r['acting']['share_of_physics']:>6.0%} "
@@ -133,8 +138,9 @@ def main(argv=None) -> dict:
                   + (f"return 1000 at {r['env_steps']} env steps, {r['wall_s']:.1f} s "
                      f"(compile included)" if r["reached"] else "did not reach 1000")
                   + f"; run {r['total_wall_s']:.1f} s")
-    results["note"] = ("loop = vector step with updates_per_step updates of batch 128 after "
-                       "warm-up; networks of the cpu preset (hidden 64, 5 denoising steps)")
+    results["preset"] = args.preset
+    results["note"] = (f"loop = vector step with the {args.preset} preset's updates_per_step "
+                       f"updates after warm-up, with its network sizes and batch")
     write_result(args.out, results)
     return results
 

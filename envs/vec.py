@@ -46,6 +46,7 @@ class StepResult:
     truncated: jax.Array  # (N,) float32 1.0 where the time limit ended a non-terminal episode
     episode_return: jax.Array  # (N,) the finished episode's return where done, else 0
     done: jax.Array  # (N,) float32, terminated or truncated
+    invalid: jax.Array  # (N,) float32 1.0 where the physics went non-finite (counted terminal)
 
 
 class VecEnv:
@@ -89,13 +90,20 @@ class VecEnv:
         episode once and masks what follows), and saves compiling the reset.
         """
         inner = _strong(jax.vmap(self.env.step)(state.inner, action))
+        # MJX can diverge to non-finite states (seen on inverted_double_pendulum); such a step
+        # ends its episode as terminal with reward 0 and a zero observation, so no NaN reaches the
+        # replay buffer or a return, and the env is reset.
+        invalid = ~(jnp.all(jnp.isfinite(inner.obs), axis=-1) & jnp.isfinite(inner.reward))
+        next_obs = jnp.where(invalid[:, None], 0.0, inner.obs)
+        reward = jnp.where(invalid, 0.0, inner.reward)
         episode_step = state.episode_step + 1
-        episode_return = state.episode_return + inner.reward
-        terminated = inner.done
+        episode_return = state.episode_return + reward
+        terminated = jnp.where(invalid, 1.0, inner.done)
         truncated = jnp.where((episode_step >= self.episode_length) & (terminated == 0), 1.0, 0.0)
         done = jnp.maximum(terminated, truncated)
-        result = StepResult(next_obs=inner.obs, reward=inner.reward, terminated=terminated,
-                            truncated=truncated, episode_return=episode_return * done, done=done)
+        result = StepResult(next_obs=next_obs, reward=reward, terminated=terminated,
+                            truncated=truncated, episode_return=episode_return * done, done=done,
+                            invalid=invalid.astype(jnp.float32))
 
         key, k_reset = jax.random.split(state.key)
 

@@ -117,6 +117,7 @@ class Trainer:
             updating, do_updates, lambda a: (a, template), agent_state)
         step_metrics = {**metrics, "updated": updating.astype(jnp.float32),
                         "episodes": jnp.sum(result.done),
+                        "nonfinite_steps": jnp.sum(result.invalid),
                         "episode_return_sum": jnp.sum(result.episode_return)}
         new_state = state.replace(agent=agent_state, replay=buffer, env=env_state, key=key,
                                   env_steps=env_steps)
@@ -153,6 +154,7 @@ class Trainer:
         updated = per_step.pop("updated")
         episodes = jnp.sum(per_step.pop("episodes"))
         return_sum = jnp.sum(per_step.pop("episode_return_sum"))
+        nonfinite = jnp.sum(per_step.pop("nonfinite_steps"))
         n_updated = jnp.sum(updated)
         metrics = {k: jnp.where(n_updated > 0, jnp.sum(v * updated) / jnp.maximum(n_updated, 1),
                                 jnp.nan)
@@ -161,5 +163,5 @@ class Trainer:
             env_steps=state.env_steps, eval_return_mean=eval_mean, eval_return_std=eval_std,
             train_return_mean=jnp.where(episodes > 0, return_sum / jnp.maximum(episodes, 1),
                                         jnp.nan),
-            updates=state.agent.step)
+            updates=state.agent.step, nonfinite_steps=nonfinite)
         return state.replace(key=key, chunks=state.chunks + 1), metrics

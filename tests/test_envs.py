@@ -89,3 +89,36 @@ def test_pendulum_swingup_starts_down_and_rewards_upright():
     assert np.all(cos_theta < -0.99)  # hanging
     state, r = jax.jit(lambda s, a: vec.step(s, a, auto_reset=False))(state, jnp.zeros((4, 1)))
     assert np.all(np.asarray(r.reward) < 0.01) and np.all(np.asarray(r.terminated) == 0)
+
+
+class _DivergingEnv:
+    """A stand-in env whose state blows up to NaN after 3 steps (as MJX can)."""
+
+    observation_size = 2
+    action_size = 1
+
+    def reset(self, rng):
+        from brax.envs.base import State
+        zero = jnp.zeros(())
+        return State(pipeline_state=jnp.zeros(()), obs=jnp.zeros(2), reward=zero, done=zero,
+                     metrics={}, info={})
+
+    def step(self, state, action):
+        t = state.pipeline_state + 1.0
+        obs = jnp.where(t >= 3, jnp.nan, t) * jnp.ones(2)
+        return state.replace(pipeline_state=t, obs=obs, reward=jnp.where(t >= 3, jnp.nan, 1.0))
+
+
+def test_non_finite_physics_ends_the_episode_without_nans():
+    vec = envs.VecEnv(_DivergingEnv(), num_envs=2, episode_length=100)
+    step = jax.jit(vec.step)
+    state = vec.reset(jax.random.PRNGKey(0))
+    for _ in range(2):
+        state, r = step(state, jnp.zeros((2, 1)))
+        assert not bool(jnp.any(r.invalid > 0))
+    state, r = step(state, jnp.zeros((2, 1)))
+    np.testing.assert_array_equal(r.invalid, [1, 1])
+    np.testing.assert_array_equal(r.terminated, [1, 1])
+    np.testing.assert_array_equal(r.next_obs, np.zeros((2, 2)))
+    np.testing.assert_array_equal(r.episode_return, [2.0, 2.0])  # the two finite rewards
+    assert bool(jnp.all(jnp.isfinite(state.obs))) and int(state.episode_step[0]) == 0

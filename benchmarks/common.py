@@ -24,14 +24,9 @@ def cpu_model() -> str:
 
 
 def machine_info() -> dict:
-    import importlib.metadata as md
+    from qvpo_mjx.train import package_versions
 
-    versions = {}
-    for pkg in ("jax", "jaxlib", "flax", "optax", "brax", "mujoco", "mujoco-mjx"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = None
+    versions = package_versions()
     devices = jax.devices()
     return {
         "cpu_model": cpu_model(),

@@ -15,13 +15,7 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 python3 -c "import jax; print('backend', jax.default_backend(), jax.devices())"
-python3 benchmarks/loop_speed.py --quick --preset gpu --envs halfcheetah ant humanoid \
-  --num-envs 1024 4096 --out benchmarks/results/gpu_loop_speed.json
-if [ -f benchmarks/peers.py ]; then
-  for env in halfcheetah ant humanoid; do
-    for n in 1024 4096; do
-      python3 benchmarks/peers.py --quick --env "$env" --num-envs "$n" \
-        --out benchmarks/results/gpu_peers_${env}_${n}.json || echo "peers $env $n failed"
-    done
-  done
-fi
+for env in halfcheetah ant humanoid; do
+  python3 benchmarks/throughput.py --quick --preset gpu --env "$env" --num-envs 1024 4096 \
+    --out "benchmarks/results/gpu_throughput_${env}.json" || echo "throughput $env failed"
+done

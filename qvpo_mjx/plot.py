@@ -1,8 +1,8 @@
 """Plot learning curves from saved runs: ``python -m qvpo_mjx.plot RUN_DIR [RUN_DIR ...] -o curves.png``.
 
-Reads only ``curve.npz`` and ``config.json`` (no JAX). Runs whose label is the same (same env and
-config, seeds aside) are one line: their mean, with a band from min to max across them (or +- one
-std with ``--band std``), on a common grid of the x axis.
+Reads only ``curve.npz`` and ``config.json`` (no JAX). Runs whose label is the same (same env,
+algorithm or preset and N; seeds aside) are one line: their mean, with a band from min to max
+across them (or +- one std with ``--band std``), on a common grid of the x axis.
 """
 
 from __future__ import annotations
@@ -63,23 +63,32 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
-def aggregate(runs: list[dict], x_axis: str, band: str = "minmax", points: int = 200):
-    """(grid, mean, low, high): curves interpolated on a grid over the x range all runs share."""
-    lo = max(r["x"][x_axis][0] for r in runs)
-    hi = min(r["x"][x_axis][-1] for r in runs)
-    if len(runs) == 1 or hi <= lo:
+def aggregate(runs: list[dict], x_axis: str, band: str = "minmax", points: int = 200,
+              hold_last: bool = False):
+    """(grid, mean, low, high) on a grid over the union of the runs' x ranges.
+
+    Each run counts where it has data (runs that stop early, at a return threshold, drop out of
+    the tail rather than cutting every curve to the shortest). ``hold_last`` keeps a finished run
+    at its last value instead, for runs that stopped on reaching a return threshold.
+    """
+    if len(runs) == 1:
         r = runs[0]
         return r["x"][x_axis], r["y"], r["y"], r["y"]
+    lo = min(r["x"][x_axis][0] for r in runs)
+    hi = max(r["x"][x_axis][-1] for r in runs)
     grid = np.linspace(lo, hi, points)
-    ys = np.stack([np.interp(grid, r["x"][x_axis], r["y"]) for r in runs])
-    mean = ys.mean(0)
+    ys = np.stack([np.interp(grid, r["x"][x_axis], r["y"], left=np.nan,
+                             right=r["y"][-1] if hold_last else np.nan) for r in runs])
+    keep = np.any(np.isfinite(ys), axis=0)
+    grid, ys = grid[keep], ys[:, keep]
+    mean = np.nanmean(ys, 0)
     if band == "std":
-        return grid, mean, mean - ys.std(0), mean + ys.std(0)
-    return grid, mean, ys.min(0), ys.max(0)
+        return grid, mean, mean - np.nanstd(ys, 0), mean + np.nanstd(ys, 0)
+    return grid, mean, np.nanmin(ys, 0), np.nanmax(ys, 0)
 
 
 def plot(run_dirs: list[str], out: str, x_axis: str = "env_steps", band: str = "minmax",
-         title: str | None = None) -> Path:
+         title: str | None = None, hold_last: bool = False) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -87,7 +96,7 @@ def plot(run_dirs: list[str], out: str, x_axis: str = "env_steps", band: str = "
     runs = [load_run(d) for d in run_dirs]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for label, group in group_runs(runs).items():
-        grid, mean, low, high = aggregate(group, x_axis, band)
+        grid, mean, low, high = aggregate(group, x_axis, band, hold_last=hold_last)
         line, = ax.plot(grid, mean, label=f"{label} ({len(group)} run{'s' * (len(group) > 1)})")
         if len(group) > 1:
             ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -114,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--band", choices=["minmax", "std"], default="minmax",
                         help="spread shown across runs of one label")
     parser.add_argument("--title", default=None)
+    parser.add_argument("--hold-last", action="store_true",
+                        help="hold each run's last value to the end of the axis (for runs that "
+                        "stopped at a return threshold)")
     args = parser.parse_args(argv)
     try:
-        path = plot(args.runs, args.out, args.x, args.band, args.title)
+        path = plot(args.runs, args.out, args.x, args.band, args.title, args.hold_last)
     except CurveError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

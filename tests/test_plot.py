@@ -60,3 +60,17 @@ def test_plot_does_not_import_jax(tmp_path):
             "assert 'jax' not in sys.modules, 'jax imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_runs_of_different_length_use_the_union_range(tmp_path):
+    short = fake_run(tmp_path / "short", seed=0)
+    long = fake_run(tmp_path / "long", seed=2)
+    with np.load(long / "curve.npz") as d:
+        arrays = {k: d[k] for k in d.files}
+    arrays = {k: np.r_[v, v[-1] * 2] for k, v in arrays.items()}
+    np.savez(long / "curve.npz", **arrays)
+    runs = [plot.load_run(short), plot.load_run(long)]
+    grid, mean, low, high = plot.aggregate(runs, "env_steps")
+    assert grid[-1] == 10_000 and mean[-1] == high[-1] == low[-1]  # only the long run remains
+    grid, mean, _, _ = plot.aggregate(runs, "env_steps", hold_last=True)
+    assert mean[-1] == pytest.approx((500.0 + 1004.0) / 2)  # short run held at its last value

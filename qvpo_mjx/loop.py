@@ -28,6 +28,12 @@ class TrainState:
     key: jax.Array
     env_steps: jax.Array  # () int32, environment transitions collected
     chunks: jax.Array  # () int32, chunks completed
+    fault: jax.Array  # () int32, 0 or 1 + index in FAULT_NAMES of the first non-finite value
+    fault_step: jax.Array  # () int32, env_steps at which it appeared
+
+
+# What the in-jit numerical guard watches, in the order of TrainState.fault.
+FAULT_NAMES = ("loss/critic", "loss/actor", "q/mean", "q/target", "parameters")
 
 
 class Trainer:
@@ -75,7 +81,8 @@ class Trainer:
             replay=replay.init(self.config.replay_size, self.vec.observation_size,
                                self.vec.action_size),
             env=self.vec.reset(k_env), key=k_run,
-            env_steps=jnp.zeros((), jnp.int32), chunks=jnp.zeros((), jnp.int32))
+            env_steps=jnp.zeros((), jnp.int32), chunks=jnp.zeros((), jnp.int32),
+            fault=jnp.zeros((), jnp.int32), fault_step=jnp.zeros((), jnp.int32))
         # Brax states alias some arrays (one buffer under two leaves); a donated state must not.
         return jax.tree.map(jnp.copy, state)
 
@@ -119,9 +126,23 @@ class Trainer:
                         "episodes": jnp.sum(result.done),
                         "nonfinite_steps": jnp.sum(result.invalid),
                         "episode_return_sum": jnp.sum(result.episode_return)}
+        fault = self._first_fault(metrics, agent_state)
+        keep = state.fault > 0
         new_state = state.replace(agent=agent_state, replay=buffer, env=env_state, key=key,
-                                  env_steps=env_steps)
+                                  env_steps=env_steps,
+                                  fault=jnp.where(keep, state.fault, fault),
+                                  fault_step=jnp.where(keep | (fault == 0), state.fault_step,
+                                                       env_steps))
         return new_state, step_metrics
+
+    @staticmethod
+    def _first_fault(metrics: dict[str, jax.Array], agent_state: agent.AgentState) -> jax.Array:
+        """0 if every watched value is finite, else 1 + the index of the first that is not."""
+        params = (agent_state.actor_params, agent_state.critic_params)
+        bad = [~jnp.isfinite(metrics[k]) for k in FAULT_NAMES[:-1]]
+        bad.append(~jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])))
+        bad = jnp.stack(bad)
+        return jnp.where(jnp.any(bad), jnp.argmax(bad) + 1, 0).astype(jnp.int32)
 
     def evaluate(self, agent_state: agent.AgentState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``num_eval_envs`` full episodes with the evaluation policy: (mean, std) of returns."""
@@ -163,5 +184,6 @@ class Trainer:
             env_steps=state.env_steps, eval_return_mean=eval_mean, eval_return_std=eval_std,
             train_return_mean=jnp.where(episodes > 0, return_sum / jnp.maximum(episodes, 1),
                                         jnp.nan),
-            updates=state.agent.step, nonfinite_steps=nonfinite)
+            updates=state.agent.step, nonfinite_steps=nonfinite, fault=state.fault,
+            fault_step=state.fault_step)
         return state.replace(key=key, chunks=state.chunks + 1), metrics

@@ -153,6 +153,10 @@ def _fmt_seconds(s: float) -> str:
 # The run
 
 
+class NonFiniteError(RuntimeError):
+    """A loss, Q value or parameter went non-finite; the last good checkpoint is kept."""
+
+
 def train(config: QVPOConfig, env_name: str, seed: int = 0, out_dir: str | Path | None = None,
           *, env_options: dict[str, Any] | None = None, resume: bool = False,
           overwrite: bool = False, progress: bool = True,
@@ -166,7 +170,7 @@ def train(config: QVPOConfig, env_name: str, seed: int = 0, out_dir: str | Path 
     """
     import jax
 
-    from qvpo_mjx.loop import Trainer
+    from qvpo_mjx.loop import FAULT_NAMES, Trainer
 
     trainer = Trainer(config, env_name, env_options)
     out = Path(out_dir) if out_dir is not None else None
@@ -194,6 +198,13 @@ def train(config: QVPOConfig, env_name: str, seed: int = 0, out_dir: str | Path 
     for _ in range(int(state.chunks), trainer.num_chunks):
         state, metrics = run_chunk(state)
         metrics = jax.device_get(metrics)
+        fault, fault_step = int(metrics.pop("fault")), int(metrics.pop("fault_step"))
+        if fault:
+            bar.close()
+            raise NonFiniteError(
+                f"non-finite {FAULT_NAMES[fault - 1]} at env step {fault_step:,}; "
+                + (f"the last good checkpoint ({int(rows[-1]['env_steps']):,} steps) is kept in "
+                   f"{out}" if out is not None and rows else "nothing was saved"))
         now = time.perf_counter()
         row = {"env_steps": float(metrics.pop("env_steps")),
                "wall_time_s": wall_offset + now - start,
@@ -226,10 +237,18 @@ def prepare_out_dir(out: Path, meta: dict, *, resume: bool, overwrite: bool) -> 
                 raise ValueError(f"--resume: {out} was run with a different {key} "
                                  f"({saved.get(key)!r} vs {meta[key]!r})")
         return
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output path {out} exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"output directory {out} exists and is not empty; pass --resume to "
                          f"continue it or --overwrite to replace it")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"output directory {out} is not writable ({e.strerror})") from e
     for name in ("checkpoint.npz", "curve.npz"):
         (out / name).unlink(missing_ok=True)
     save_json(out / "config.json", meta)
@@ -308,6 +327,16 @@ def main(argv: list[str] | None = None) -> int:
             config = QVPOConfig.from_dict(saved["config"])
             env, seed, env_options = saved["env"], saved["seed"], saved["env_options"]
             preset = saved.get("preset")
+            # Flags given with --resume must agree with the run: a resumed run is the same run.
+            given = {f.name: getattr(args, f.name) for f in dataclasses.fields(QVPOConfig)
+                     if getattr(args, f.name) is not None}
+            given.update({k: v for k, v in (("env", args.env), ("preset", args.preset))
+                          if v is not None})
+            have = {**config.to_dict(), "env": env, "preset": preset}
+            for name, value in given.items():
+                if have[name] != value:
+                    raise ValueError(f"--resume: {out} was run with {name} = {have[name]!r}, "
+                                     f"not {value!r}; a resumed run keeps its settings")
         else:
             config, env, preset, env_options = resolve(args)
             seed = args.seed
@@ -329,6 +358,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        # Checkpoint and curve are rewritten after every chunk, so what is on disk is the last
+        # completed chunk; only the chunk in flight is lost.
+        print(f"\ninterrupted: the last completed chunk is saved in {out}; continue with "
+              f"--resume {out}", file=sys.stderr)
+        return 130
     if rows:
         best = max(r["eval_return_mean"] for r in rows)
         print(f"done: {int(rows[-1]['env_steps']):,} steps in {rows[-1]['wall_time_s']:.0f} s; "

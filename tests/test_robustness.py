@@ -1,0 +1,143 @@
+"""Nothing lost, nothing silent: kill -9 and Ctrl-C, then resume; the numerical guard; bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from qvpo_mjx import train
+from qvpo_mjx.config import QVPOConfig
+from test_train_cli import TINY_FLAGS
+
+LONG = TINY_FLAGS + ["--episode-length", "100", "--total-steps", "640"]  # 40 chunks
+
+
+def command(out, cache, *extra):
+    return [sys.executable, "-m", "qvpo_mjx.train", *LONG, "--out", str(out),
+            "--compile-cache", str(cache), *extra]
+
+
+def curve(out):
+    with np.load(out / "curve.npz") as d:
+        return {k: d[k] for k in d.files}
+
+
+def checkpoint(out):
+    with np.load(out / "checkpoint.npz") as d:
+        return [d[k] for k in sorted(d.files)]
+
+
+def start_and_interrupt(cmd, sig, out):
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "checkpoint.npz").exists():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.time() < deadline
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def assert_same_run(a, b):
+    ca, cb = curve(a), curve(b)
+    assert ca.keys() == cb.keys()
+    for k in ca:
+        if k != "wall_time_s":
+            np.testing.assert_array_equal(ca[k], cb[k], err_msg=k)
+    for x, y in zip(checkpoint(a), checkpoint(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
+    cache = tmp_path / "cache"
+    full, crashed = tmp_path / "full", tmp_path / "crashed"
+    assert subprocess.run(command(full, cache), capture_output=True, timeout=600).returncode == 0
+    rc, _ = start_and_interrupt(command(crashed, cache), signal.SIGKILL, crashed)
+    assert rc == -signal.SIGKILL
+    rows_at_crash = len(curve(crashed)["env_steps"])
+    assert 1 <= rows_at_crash < 40
+    resumed = subprocess.run([sys.executable, "-m", "qvpo_mjx.train", "--resume", str(crashed),
+                              "--no-progress", "--compile-cache", str(cache)],
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    steps = curve(crashed)["env_steps"]
+    np.testing.assert_array_equal(steps, np.arange(1, 41) * 16)  # no gap, no duplicate
+    assert_same_run(full, crashed)  # bit for bit, wall time aside
+
+
+def test_ctrl_c_keeps_checkpoint_and_curve_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "run"
+    rc, err = start_and_interrupt(command(out, tmp_path / "cache"), signal.SIGINT, out)
+    assert rc == 130 and "--resume" in err
+    rows = len(curve(out)["env_steps"])
+    assert rows >= 1 and len(checkpoint(out)) > 20
+    assert not list(out.glob("*.tmp"))
+
+
+def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    # Chunk 1 (16 steps) is warm-up only; the first updates, in chunk 2, blow the critic up.
+    flags = TINY_FLAGS + ["--start-steps", "32", "--critic-lr", "1e30", "--actor-lr", "1e30",
+                          "--out", str(out)]
+    assert train.main(flags) == 3
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "at env step" in err and "last good checkpoint" in err
+    assert any(name in err for name in ("loss/critic", "loss/actor", "q/mean", "q/target",
+                                        "parameters"))
+    np.testing.assert_array_equal(curve(out)["env_steps"], [16])
+    assert all(np.all(np.isfinite(x)) for x in checkpoint(out) if x.dtype.kind == "f")
+
+
+def test_same_seed_same_curve(tmp_path):
+    cfg = QVPOConfig(hidden_size=16, time_embed_size=8, diffusion_steps=3, batch_size=8,
+                     train_samples=4, behavior_samples=2, target_samples=2, eval_samples=2,
+                     entropy_samples=2, num_envs=4, updates_per_step=1, start_steps=16,
+                     eval_interval=16, num_eval_envs=2, episode_length=10, total_steps=48,
+                     replay_size=64)
+    a = train.train(cfg, "pendulum_swingup", seed=5, progress=False)
+    b = train.train(cfg, "pendulum_swingup", seed=5, progress=False)
+    c = train.train(cfg, "pendulum_swingup", seed=6, progress=False)
+    def table(rows):
+        return np.array([[v for k, v in sorted(r.items()) if k != "wall_time_s"] for r in rows])
+
+    np.testing.assert_array_equal(table(a), table(b))  # NaN (no finished episode) equals NaN
+    assert not np.array_equal(table(a), table(c), equal_nan=True)
+
+
+def test_bad_input_fails_before_anything_is_written(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert train.main(TINY_FLAGS + ["--out", str(blocker / "run")]) == 2
+    assert "not writable" in capsys.readouterr().err
+    out = tmp_path / "never"
+    assert train.main(TINY_FLAGS + ["--batch-size", "0", "--out", str(out)]) == 2
+    assert "batch_size must be a positive integer" in capsys.readouterr().err
+    assert train.main(TINY_FLAGS + ["--batch-size", "4096", "--out", str(out)]) == 2
+    assert "exceeds" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit) as e:
+        train.main(["--preset", "tpu"])
+    assert e.value.code == 2
+
+
+def test_resume_with_a_different_env_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(TINY_FLAGS + ["--out", str(out)]) == 0
+    capsys.readouterr()
+    assert train.main(["--resume", str(out), "--env", "inverted_pendulum"]) == 2
+    assert "was run with env = 'pendulum_swingup'" in capsys.readouterr().err
+    assert train.main(["--resume", str(out), "--train-samples", "8"]) == 2
+    assert "was run with train_samples = 4, not 8" in capsys.readouterr().err
+    # An edited config.json that no longer fits the checkpoint is refused too.
+    meta = json.loads((out / "config.json").read_text())
+    meta["env"] = "inverted_pendulum"
+    (out / "config.json").write_text(json.dumps(meta))
+    assert train.main(["--resume", str(out), "--no-progress"]) == 2
+    assert "does not match this run's state" in capsys.readouterr().err

@@ -1,7 +1,6 @@
 """Nothing lost, nothing silent: kill -9 and Ctrl-C, then resume; the numerical guard; bad input."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -66,7 +66,6 @@ class EnvSpec:
     """How to build a task, and the MJX solver settings it gets by default."""
 
     build: Callable[..., PipelineEnv]
-    cheap: bool  # learnable on a 2-core CPU in minutes
     iterations: int | None = None  # None: as the task ships
     ls_iterations: int | None = None
     description: str = ""
@@ -79,17 +78,17 @@ class EnvSpec:
 # iterations 2 as well gives 6.6-8.5x but moves returns by up to 6%, so it stays an option
 # (--iterations 2). Ant and humanoid already ship with iterations 1, ls_iterations 4.
 _REGISTRY: dict[str, EnvSpec] = {
-    "halfcheetah": EnvSpec(_brax("halfcheetah"), False, None, 4, "Brax HalfCheetah (paper task)"),
-    "ant": EnvSpec(_brax("ant"), False, None, None, "Brax Ant (paper task)"),
-    "hopper": EnvSpec(_brax("hopper"), False, None, 4, "Brax Hopper (paper task)"),
-    "walker2d": EnvSpec(_brax("walker2d"), False, None, 4, "Brax Walker2d (paper task)"),
-    "humanoid": EnvSpec(_brax("humanoid"), False, None, None, "Brax Humanoid (paper task)"),
-    "inverted_pendulum": EnvSpec(_brax("inverted_pendulum"), True,
+    "halfcheetah": EnvSpec(_brax("halfcheetah"), None, 4, "Brax HalfCheetah (paper task)"),
+    "ant": EnvSpec(_brax("ant"), None, None, "Brax Ant (paper task)"),
+    "hopper": EnvSpec(_brax("hopper"), None, 4, "Brax Hopper (paper task)"),
+    "walker2d": EnvSpec(_brax("walker2d"), None, 4, "Brax Walker2d (paper task)"),
+    "humanoid": EnvSpec(_brax("humanoid"), None, None, "Brax Humanoid (paper task)"),
+    "inverted_pendulum": EnvSpec(_brax("inverted_pendulum"),
                                  description="Brax InvertedPendulum: balance a cart-pole"),
-    "inverted_double_pendulum": EnvSpec(_brax("inverted_double_pendulum"), True,
+    "inverted_double_pendulum": EnvSpec(_brax("inverted_double_pendulum"),
                                         description="Brax InvertedDoublePendulum"),
-    "reacher": EnvSpec(_brax("reacher"), True, description="Brax Reacher: reach a target"),
-    "pendulum_swingup": EnvSpec(PendulumSwingup, True,
+    "reacher": EnvSpec(_brax("reacher"), description="Brax Reacher: reach a target"),
+    "pendulum_swingup": EnvSpec(PendulumSwingup,
                                 description="ours: pendulum swing-up and balance (MJCF in envs/)"),
 }
 

@@ -87,13 +87,6 @@ class Trainer:
         return jax.tree.map(jnp.copy, state)
 
     # the compiled pieces ----------------------------------------------------------------
-    def _update_metrics_template(self, state: TrainState) -> dict[str, jax.Array]:
-        batch = jax.eval_shape(
-            lambda r: replay.sample(r, jax.random.PRNGKey(0), (self.config.batch_size,)),
-            state.replay)
-        shapes = jax.eval_shape(agent.update, state.agent, batch, jax.random.PRNGKey(0))[1]
-        return {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
-
     def vector_step(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         """Act on all N envs, step the physics, store N transitions, then (after warm-up)
         ``updates_per_step`` QVPO updates on batches sampled once for all of them."""
@@ -118,10 +111,12 @@ class Trainer:
                 lambda a, xs: agent.update(a, *xs), agent_state, (batches, keys))
             return agent_state, jax.tree.map(jnp.mean, metrics)
 
-        template = self._update_metrics_template(state)
+        # Before warm-up ends: the same metrics structure, zeros (the chunk masks them out).
+        shapes = jax.eval_shape(do_updates, agent_state)[1]
+        zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
         updating = env_steps >= cfg.start_steps
         agent_state, metrics = jax.lax.cond(
-            updating, do_updates, lambda a: (a, template), agent_state)
+            updating, do_updates, lambda a: (a, zeros), agent_state)
         step_metrics = {**metrics, "updated": updating.astype(jnp.float32),
                         "episodes": jnp.sum(result.done),
                         "nonfinite_steps": jnp.sum(result.invalid),

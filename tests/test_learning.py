@@ -11,7 +11,6 @@ import pytest
 from qvpo_mjx.config import QVPOConfig
 from qvpo_mjx.train import PRESETS, train
 
-RANDOM_RETURN = 6.3
 THRESHOLD = 300.0
 
 

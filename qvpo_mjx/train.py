@@ -9,12 +9,15 @@ continues a run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -61,11 +64,31 @@ def package_versions() -> dict[str, str | None]:
 
 def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def sigint_deferred():
+    """Hold a Ctrl-C until the block ends, so curve and checkpoint are saved as a pair."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def save_json(path: Path, obj: dict) -> None:
@@ -188,7 +211,10 @@ def train(config: QVPOConfig, env_name: str, seed: int = 0, out_dir: str | Path 
         state = load_checkpoint(out / "checkpoint.npz", state)
         rows = load_curve(out / "curve.npz")
         done_chunks = int(state.chunks)
-        rows = rows[:done_chunks]  # a curve written after its checkpoint has no extra rows
+        if len(rows) < done_chunks:
+            raise ValueError(f"--resume: {out / 'curve.npz'} has {len(rows)} rows but the "
+                             f"checkpoint is at chunk {done_chunks}; the curve was damaged")
+        rows = rows[:done_chunks]  # drop a row written just before a crash hit its checkpoint
         wall_offset = rows[-1]["wall_time_s"] if rows else 0.0
 
     run_chunk = jax.jit(trainer.run_chunk, donate_argnums=0)
@@ -213,10 +239,12 @@ def train(config: QVPOConfig, env_name: str, seed: int = 0, out_dir: str | Path 
         row.update({curve_key(k): float(v) for k, v in sorted(metrics.items())})
         rows.append(row)
         if out is not None:
-            # Checkpoint first: a crash between the two leaves a curve one row short, which
-            # resume trims to the checkpoint's chunk count; never a curve ahead of its state.
-            save_checkpoint(out / "checkpoint.npz", state)
-            save_curve(out / "curve.npz", rows)
+            # Curve first: a crash between the two leaves the curve one row ahead of the
+            # checkpoint, which resume trims (the chunk reruns bit for bit). The other order
+            # could lose a row for good, or leave a checkpoint with no curve at all.
+            with sigint_deferred():
+                save_curve(out / "curve.npz", rows)
+                save_checkpoint(out / "checkpoint.npz", state)
         sps = (row["env_steps"] - last_steps) / max(now - last_time, 1e-9)
         last_steps, last_time = row["env_steps"], now
         bar.update(int(row["env_steps"]), sps, row["eval_return_mean"], row["wall_time_s"])

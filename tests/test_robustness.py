@@ -71,6 +71,33 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert_same_run(full, crashed)  # bit for bit, wall time aside
 
 
+def test_a_crash_between_curve_and_checkpoint_loses_nothing(tmp_path):
+    # The curve is written before the checkpoint; a crash between the two leaves the curve one
+    # row ahead. Rebuild that state by putting back the checkpoint of the chunk before.
+    cfg = QVPOConfig(hidden_size=16, time_embed_size=8, diffusion_steps=3, batch_size=8,
+                     train_samples=4, behavior_samples=2, target_samples=2, eval_samples=2,
+                     entropy_samples=2, num_envs=4, updates_per_step=1, start_steps=16,
+                     eval_interval=16, num_eval_envs=2, episode_length=10, total_steps=48,
+                     replay_size=64)
+    out, saved = tmp_path / "run", {}
+    def keep(env_steps, row):
+        saved[env_steps] = (out / "checkpoint.npz").read_bytes()
+    full = train.train(cfg, "pendulum_swingup", seed=1, out_dir=out, progress=False,
+                       progress_fn=keep)
+    (out / "checkpoint.npz").write_bytes(saved[32])  # chunk 3's checkpoint never landed
+    assert len(curve(out)["env_steps"]) == 3
+    resumed = train.train(cfg, "pendulum_swingup", seed=1, out_dir=out, resume=True,
+                          progress=False)
+    np.testing.assert_array_equal(curve(out)["env_steps"], [16, 32, 48])
+    for a, b in zip(full, resumed):
+        assert {k: v for k, v in a.items() if k != "wall_time_s"} == pytest.approx(
+            {k: v for k, v in b.items() if k != "wall_time_s"}, nan_ok=True, rel=0, abs=0)
+    # A curve behind its checkpoint can only mean damage: refused, not silently gapped.
+    train.save_curve(out / "curve.npz", full[:1])
+    with pytest.raises(ValueError, match="has 1 rows but the checkpoint is at chunk 3"):
+        train.train(cfg, "pendulum_swingup", seed=1, out_dir=out, resume=True, progress=False)
+
+
 def test_ctrl_c_keeps_checkpoint_and_curve_and_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
     rc, err = start_and_interrupt(command(out, tmp_path / "cache"), signal.SIGINT, out)
@@ -140,3 +167,29 @@ def test_resume_with_a_different_env_is_refused(tmp_path, capsys):
     (out / "config.json").write_text(json.dumps(meta))
     assert train.main(["--resume", str(out), "--no-progress"]) == 2
     assert "does not match this run's state" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_saving_finishes_the_pair_then_stops(tmp_path):
+    import os
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with train.sigint_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            done.append("curve")
+            done.append("checkpoint")
+    assert done == ["curve", "checkpoint"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "curve.npz"
+    train.save_npz(path, {"a": np.arange(3)})
+    def broken(f):
+        f.write(b"half")
+        raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        train.atomic_write_bytes(path, broken)
+    with np.load(path) as d:
+        np.testing.assert_array_equal(d["a"], np.arange(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.npz"]

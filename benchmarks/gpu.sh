@@ -19,3 +19,6 @@ for env in halfcheetah ant humanoid; do
   python3 benchmarks/throughput.py --quick --preset gpu --env "$env" --num-envs 1024 4096 \
     --out "benchmarks/results/gpu_throughput_${env}.json" || echo "throughput $env failed"
 done
+# Seeds batched vs sequential where batching should pay: a small-N run leaves most of a GPU idle.
+python3 benchmarks/scale_out.py --part seeds --out benchmarks/results/gpu_scale_out.json \
+  || echo "scale_out failed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from pathlib import Path
@@ -106,12 +107,29 @@ def spec(name: str) -> EnvSpec:
 _SOLVER_OPTIONS = ("iterations", "ls_iterations")
 
 
+@contextlib.contextmanager
+def _model_on_a_local_device():
+    """MJX puts a model on ``jax.devices()[0]``; across several processes (multi-host) that is
+    process 0's device, which no other process can read. While a model is built, let the first
+    device be this process's own. One process: nothing changes."""
+    if jax.process_count() == 1:
+        yield
+        return
+    devices = jax.devices
+    jax.devices = lambda backend=None: jax.local_devices(backend=backend)
+    try:
+        yield
+    finally:
+        jax.devices = devices
+
+
 @functools.lru_cache(maxsize=None)
 def _make_cached(name: str, options: tuple[tuple[str, Any], ...]) -> PipelineEnv:
     s = spec(name)
     opts = dict(options)
     solver = {k: opts.pop(k, getattr(s, k)) for k in _SOLVER_OPTIONS}
-    env = s.build(**opts)
+    with _model_on_a_local_device():
+        env = s.build(**opts)
     replace = {f"opt.{k}": int(v) for k, v in solver.items() if v is not None}
     if replace:
         env.sys = env.sys.tree_replace(replace)

@@ -268,28 +268,49 @@ def _polyak(target, online, tau):
     return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
 
 
-def critic_update(state: AgentState, batch: Transition,
-                  key: jax.Array) -> tuple[AgentState, Metrics]:
+def _pmean(tree, axis_name: str | None):
+    """Mean over the devices of a data-parallel update (each holds an equal share of the batch,
+    so the mean of their means is the mean over the whole batch); identity on one device."""
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def score_stats(scores: jax.Array, axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
+    """Mean and std of all scores (any shape); with ``axis_name``, of every device's scores
+    together (equal shares, so pooled first and second moments are exact)."""
+    if axis_name is None:
+        return jnp.mean(scores), jnp.std(scores)
+    mean, second = _pmean((jnp.mean(scores), jnp.mean(jnp.square(scores))), axis_name)
+    return mean, jnp.sqrt(jnp.maximum(second - jnp.square(mean), 0.0))
+
+
+def critic_update(state: AgentState, batch: Transition, key: jax.Array,
+                  axis_name: str | None = None) -> tuple[AgentState, Metrics]:
     """One critic step towards y = r + gamma (1 - terminated) min(Q1', Q2')(s', a'), a' the best of
-    ``target_samples`` candidates from the target actor under the target critic."""
+    ``target_samples`` candidates from the target actor under the target critic.
+
+    With ``axis_name`` (inside ``shard_map``), batch is this device's share and the gradient is
+    averaged over the devices of that axis; metrics stay per device."""
     hp = state.hparams
     _, next_q = select_action(state, state.actor_target_params, state.critic_target_params,
                               batch.next_obs, key, state.config.target_samples, hp["noise_ratio"])
     target = jax.lax.stop_gradient(batch.reward + hp["gamma"] * (1.0 - batch.terminated) * next_q)
     (loss, q), grads = jax.value_and_grad(
         lambda p: critic_loss(state, p, batch, target), has_aux=True)(state.critic_params)
+    grads = _pmean(grads, axis_name)
     params, opt_state = _step(state.critic_params, state.critic_opt_state, grads, hp, "critic_lr")
     metrics = {"loss/critic": loss, "q/mean": jnp.mean(q), "q/target": jnp.mean(target),
                "grad_norm/critic": optax.tree.norm(grads)}
     return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
 
 
-def actor_update(state: AgentState, obs: jax.Array, key: jax.Array) -> tuple[AgentState, Metrics]:
+def actor_update(state: AgentState, obs: jax.Array, key: jax.Array,
+                 axis_name: str | None = None) -> tuple[AgentState, Metrics]:
     """One actor step with the Q-weighted variational loss, scored by ``state.critic_params``.
 
     obs (B, o): draw ``train_samples`` candidates per state from the current actor, score them with
     min(Q1, Q2), weight the top ``chosen`` by ``q_transform`` against the mean score V(s), add the
-    entropy term, take one Adam step.
+    entropy term, take one Adam step. ``axis_name``: as in :func:`critic_update`; the running Q
+    statistics pool every device's scores too.
     """
     cfg, hp = state.config, state.hparams
     k_candidates, k_loss = jax.random.split(key)
@@ -300,14 +321,16 @@ def actor_update(state: AgentState, obs: jax.Array, key: jax.Array) -> tuple[Age
     top_q, top_idx = jax.lax.top_k(scores, cfg.chosen)  # (B, c)
     top_actions = jnp.take_along_axis(candidates, top_idx[..., None], axis=1)  # (B, c, d)
     rate = hp["q_stats_rate"]
-    q_mean = (1.0 - rate) * state.q_mean + rate * jnp.mean(scores)
-    q_std = (1.0 - rate) * state.q_std + rate * jnp.std(scores)
+    batch_mean, batch_std = score_stats(scores, axis_name)
+    q_mean = (1.0 - rate) * state.q_mean + rate * batch_mean
+    q_std = (1.0 - rate) * state.q_std + rate * batch_std
     weights = Q_TRANSFORM_FNS[cfg.q_transform](top_q, value, q_mean, q_std, hp)
     weights = jax.lax.stop_gradient(weights)
     ent_weight = entropy_weight(hp, state.env_steps)
     loss, grads = jax.value_and_grad(
         lambda p: actor_loss(state, p, obs, top_actions, weights, ent_weight, k_loss)
     )(state.actor_params)
+    grads = _pmean(grads, axis_name)
     params, opt_state = _step(state.actor_params, state.actor_opt_state, grads, hp, "actor_lr")
     metrics = {"loss/actor": loss, "q/candidates": jnp.mean(value),
                "weight/mean": jnp.mean(weights),
@@ -317,12 +340,17 @@ def actor_update(state: AgentState, obs: jax.Array, key: jax.Array) -> tuple[Age
                          q_std=q_std), metrics
 
 
-def update(state: AgentState, batch: Transition, key: jax.Array) -> tuple[AgentState, Metrics]:
+def update(state: AgentState, batch: Transition, key: jax.Array,
+           axis_name: str | None = None) -> tuple[AgentState, Metrics]:
     """One QVPO update in the reference order: critic, then the actor scored by the updated
-    critic, then both targets. batch: (B,) transitions. Returns (state, scalar metrics)."""
+    critic, then both targets. batch: (B,) transitions. Returns (state, scalar metrics).
+
+    ``axis_name``: data-parallel over that ``shard_map`` axis; batch is this device's B / D
+    transitions, gradients and Q statistics are averaged, so every device keeps the same
+    parameters and the step equals one on the whole batch. Metrics stay per device."""
     k_critic, k_actor = jax.random.split(key)
-    state, critic_metrics = critic_update(state, batch, k_critic)
-    state, actor_metrics = actor_update(state, batch.obs, k_actor)
+    state, critic_metrics = critic_update(state, batch, k_critic, axis_name)
+    state, actor_metrics = actor_update(state, batch.obs, k_actor, axis_name)
     tau = state.hparams["tau"]
     state = state.replace(
         actor_target_params=_polyak(state.actor_target_params, state.actor_params, tau),

@@ -83,6 +83,14 @@ class QVPOConfig:
     num_eval_envs: int = _field(10, "Evaluation episodes, run in parallel.")
     episode_length: int = _field(1000, "Time limit of an episode (truncation, not termination).")
 
+    # --- scale-out (not in the reference, which runs one seed on one CPU) -------------------
+    num_seeds: int = _field(
+        1, "S: independent seeds (seed, seed+1, ...) trained in one compiled program, vmapped "
+        "over a leading seed axis of the whole state.")
+    num_devices: int = _field(
+        0, "D: devices that share the environments, the replay buffer and every batch (data "
+        "parallel, gradients averaged); 0 means every device JAX sees.")
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -93,12 +101,12 @@ class QVPOConfig:
             "diffusion_steps", "hidden_size", "time_embed_size", "behavior_samples",
             "target_samples", "eval_samples", "train_samples", "chosen", "batch_size",
             "num_envs", "updates_per_step", "total_steps", "replay_size", "eval_interval",
-            "num_eval_envs", "episode_length")
+            "num_eval_envs", "episode_length", "num_seeds")
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("entropy_samples", "start_steps"):
+        for name in ("entropy_samples", "start_steps", "num_devices"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -135,9 +143,21 @@ class QVPOConfig:
         if self.entropy_weight_final > self.entropy_weight:
             raise ValueError(f"entropy_weight_final ({self.entropy_weight_final}) must not exceed "
                              f"entropy_weight ({self.entropy_weight}): it is the decay's floor")
+        if self.num_devices > 0:
+            self.check_divisible(self.num_devices)
         if self.replay_size < self.num_envs:
             raise ValueError(f"replay_size ({self.replay_size}) must hold at least one vector "
                              f"step of num_envs ({self.num_envs}) transitions")
+
+    def check_divisible(self, num_devices: int) -> None:
+        """Each of ``num_devices`` devices takes an equal share of envs, buffer and batch."""
+        for name in ("num_envs", "num_eval_envs", "batch_size", "replay_size"):
+            value = getattr(self, name)
+            if value % num_devices:
+                raise ValueError(
+                    f"{name} ({value}) must be a multiple of num_devices ({num_devices}): each "
+                    f"device takes an equal share" + ("" if self.num_devices else
+                                                      "; num_devices 0 means all devices"))
 
     # ------------------------------------------------------------------------------------
     @classmethod

@@ -2,7 +2,8 @@
 
 Reads only ``curve.npz`` and ``config.json`` (no JAX). Runs whose label is the same (same env,
 algorithm or preset and N; seeds aside) are one line: their mean, with a band from min to max
-across them (or +- one std with ``--band std``), on a common grid of the x axis.
+across them (or +- one std with ``--band std``), on a common grid of the x axis. A run of
+``--num-seeds S`` counts as S runs: its per-seed columns have shape (chunks, S).
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ class CurveError(ValueError):
 
 
 def load_run(run_dir: str | Path) -> dict:
-    """{"label", "x": {env_steps, wall_time}, "y", "meta"} of one run directory (or curve.npz)."""
+    """{"label", "x": {env_steps, wall_time}, "y", "meta"} of a one-seed run directory (or
+    curve.npz); :func:`load_runs` also reads runs of several seeds."""
+    runs = load_runs(run_dir)
+    if len(runs) > 1:
+        raise CurveError(f"{run_dir} holds {len(runs)} seeds; read it with load_runs")
+    return runs[0]
+
+
+def load_runs(run_dir: str | Path) -> list[dict]:
+    """One dict as :func:`load_run`'s per seed of a run directory (or curve.npz): curves with a
+    seed axis, (chunks, S), give S runs, seed i with ``meta["seed"]`` = ``meta["seeds"][i]``."""
     run = Path(run_dir)
     curve_path = run if run.suffix == ".npz" else run / "curve.npz"
     if not curve_path.exists():
@@ -40,9 +51,17 @@ def load_run(run_dir: str | Path) -> dict:
         raise CurveError(f"{curve_path}: malformed curve, empty or columns of unequal length")
     meta_path = curve_path.parent / "config.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    return {"label": label_of(meta, curve_path.parent.name), "meta": meta,
-            "x": {"env_steps": arrays["env_steps"], "wall_time": arrays["wall_time_s"]},
-            "y": arrays["eval_return_mean"]}
+    y = arrays["eval_return_mean"]
+    if y.ndim == 1:
+        y = y[:, None]
+    seeds = meta.get("seeds") or [meta.get("seed", 0) + i for i in range(y.shape[1])]
+    if y.ndim != 2 or len(seeds) != y.shape[1]:
+        raise CurveError(f"{curve_path}: eval_return_mean has shape {arrays['eval_return_mean'].shape}"
+                         f" but config.json lists {len(seeds)} seeds")
+    x = {"env_steps": arrays["env_steps"], "wall_time": arrays["wall_time_s"]}
+    label = label_of(meta, curve_path.parent.name)
+    return [{"label": label, "meta": {**meta, "seed": s}, "x": x, "y": y[:, i]}
+            for i, s in enumerate(seeds)]
 
 
 def label_of(meta: dict, fallback: str) -> str:
@@ -93,7 +112,7 @@ def plot(run_dirs: list[str], out: str, x_axis: str = "env_steps", band: str = "
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [load_run(d) for d in run_dirs]
+    runs = [run for d in run_dirs for run in load_runs(d)]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for label, group in group_runs(runs).items():
         grid, mean, low, high = aggregate(group, x_axis, band, hold_last=hold_last)

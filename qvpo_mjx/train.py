@@ -31,7 +31,8 @@ CURVE_KEYS = ("env_steps", "wall_time_s", "eval_return_mean", "eval_return_std")
 # Named settings. Each is a set of config overrides plus a default env; flags override presets.
 PRESETS: dict[str, dict[str, Any]] = {
     # The reference regime: one env, one update per env step, batch 256, every ALGORITHM.md default.
-    "paper": {"env": "halfcheetah", "config": {}},
+    # One env cannot be split over devices, so it runs on one whatever the machine has.
+    "paper": {"env": "halfcheetah", "config": {"num_devices": 1}},
     # Thousands of envs on one GPU. Provisional: the scaling study (issue 7) sets these.
     "gpu": {"env": "halfcheetah", "config": dict(
         num_envs=4096, batch_size=2048, updates_per_step=8, start_steps=40_960,
@@ -108,12 +109,24 @@ def save_curve(path: Path, rows: list[dict[str, float]]) -> None:
     save_npz(path, {k: np.asarray([r[k] for r in rows], np.float64) for k in keys})
 
 
-def load_curve(path: Path) -> list[dict[str, float]]:
+def load_curve(path: Path) -> list[dict[str, Any]]:
+    """Rows as :func:`train` returns them: floats, or (S,) arrays for per-seed columns."""
     with np.load(path) as data:
         keys = list(data.files)
         columns = {k: data[k] for k in keys}
     n = len(columns["env_steps"])
-    return [{k: float(columns[k][i]) for k in keys} for i in range(n)]
+    cell = lambda x: float(x) if np.ndim(x) == 0 else np.asarray(x)  # noqa: E731
+    return [{k: cell(columns[k][i]) for k in keys} for i in range(n)]
+
+
+def to_host(tree):
+    """Device arrays as host numpy. Across several processes every process must call it (it
+    gathers the shards the others hold) and gets the whole value."""
+    import jax
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def save_checkpoint(path: Path, state) -> None:
@@ -176,6 +189,11 @@ def _fmt_seconds(s: float) -> str:
 # The run
 
 
+def first(x) -> int:
+    """The value of a counter that every seed shares (() or (S,) array) as an int."""
+    return int(np.asarray(x).reshape(-1)[0])
+
+
 class NonFiniteError(RuntimeError):
     """A loss, Q value or parameter went non-finite; the last good checkpoint is kept."""
 
@@ -195,59 +213,73 @@ def train(config: QVPOConfig, env_name: str, seed: int = 0, out_dir: str | Path 
 
     from qvpo_mjx.loop import FAULT_NAMES, Trainer
 
+    if config.num_devices == 0:  # record what "all devices" meant, so a resume means the same
+        config.check_divisible(len(jax.devices()))
+        config = config.replace(num_devices=len(jax.devices()))
     trainer = Trainer(config, env_name, env_options)
+    S = config.num_seeds
+    seeds = [seed + i for i in range(S)]
     out = Path(out_dir) if out_dir is not None else None
     meta = {"env": env_name, "env_options": dict(env_options or {}), "seed": seed,
-            "config": config.to_dict(), "versions": package_versions(),
-            "backend": jax.default_backend(), **(extra_meta or {})}
-    if out is not None:
+            "seeds": seeds, "config": config.to_dict(), "versions": package_versions(),
+            "backend": jax.default_backend(),
+            "devices": [str(d) for d in trainer.devices], **(extra_meta or {})}
+    writer = jax.process_index() == 0  # on several hosts, one writes; all compute
+    if out is not None and writer:
         prepare_out_dir(out, meta, resume=resume, overwrite=overwrite)
 
-    # Jitted, so the state's leaves have exactly the types the chunk returns (no second compile).
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(seed))
-    rows: list[dict[str, float]] = []
+    state = trainer.init_seeds(seeds)
+    rows: list[dict[str, Any]] = []
     wall_offset = 0.0
     if resume and out is not None and (out / "checkpoint.npz").exists():
-        state = load_checkpoint(out / "checkpoint.npz", state)
+        loaded = load_checkpoint(out / "checkpoint.npz", state)
+        state = jax.tree.map(lambda x, t: jax.device_put(x, t.sharding), loaded, state)
         rows = load_curve(out / "curve.npz")
-        done_chunks = int(state.chunks)
+        done_chunks = first(state.chunks)
         if len(rows) < done_chunks:
             raise ValueError(f"--resume: {out / 'curve.npz'} has {len(rows)} rows but the "
                              f"checkpoint is at chunk {done_chunks}; the curve was damaged")
         rows = rows[:done_chunks]  # drop a row written just before a crash hit its checkpoint
         wall_offset = rows[-1]["wall_time_s"] if rows else 0.0
 
-    run_chunk = jax.jit(trainer.run_chunk, donate_argnums=0)
+    run_chunk = trainer.compile_chunk(state, S)
     bar = Progress(trainer.num_chunks * trainer.chunk_env_steps, enabled=progress)
     start = time.perf_counter()
-    last_steps, last_time = int(state.env_steps), start
-    for _ in range(int(state.chunks), trainer.num_chunks):
+    last_steps, last_time = first(state.env_steps), start
+    # One value per seed: a float for one seed, an (S,) array for several.
+    per_seed = (lambda v: float(v)) if S == 1 else (lambda v: np.asarray(v, np.float64))
+    for _ in range(first(state.chunks), trainer.num_chunks):
         state, metrics = run_chunk(state)
-        metrics = jax.device_get(metrics)
-        fault, fault_step = int(metrics.pop("fault")), int(metrics.pop("fault_step"))
-        if fault:
+        metrics = {k: np.asarray(v) for k, v in to_host(metrics).items()}
+        fault, fault_step = metrics.pop("fault").reshape(-1), metrics.pop("fault_step").reshape(-1)
+        if fault.any():
             bar.close()
+            i = int(np.argmax(fault > 0))
             raise NonFiniteError(
-                f"non-finite {FAULT_NAMES[fault - 1]} at env step {fault_step:,}; "
+                f"non-finite {FAULT_NAMES[int(fault[i]) - 1]} at env step {int(fault_step[i]):,}"
+                + (f" in seed {seeds[i]}" if S > 1 else "") + "; "
                 + (f"the last good checkpoint ({int(rows[-1]['env_steps']):,} steps) is kept in "
                    f"{out}" if out is not None and rows else "nothing was saved"))
         now = time.perf_counter()
-        row = {"env_steps": float(metrics.pop("env_steps")),
+        row = {"env_steps": float(metrics.pop("env_steps").reshape(-1)[0]),
                "wall_time_s": wall_offset + now - start,
-               "eval_return_mean": float(metrics.pop("eval_return_mean")),
-               "eval_return_std": float(metrics.pop("eval_return_std"))}
-        row.update({curve_key(k): float(v) for k, v in sorted(metrics.items())})
+               "eval_return_mean": per_seed(metrics.pop("eval_return_mean")),
+               "eval_return_std": per_seed(metrics.pop("eval_return_std"))}
+        row.update({curve_key(k): per_seed(v) for k, v in sorted(metrics.items())})
         rows.append(row)
         if out is not None:
+            host_state = to_host(state)
+        if out is not None and writer:
             # Curve first: a crash between the two leaves the curve one row ahead of the
             # checkpoint, which resume trims (the chunk reruns bit for bit). The other order
             # could lose a row for good, or leave a checkpoint with no curve at all.
             with sigint_deferred():
                 save_curve(out / "curve.npz", rows)
-                save_checkpoint(out / "checkpoint.npz", state)
+                save_checkpoint(out / "checkpoint.npz", host_state)
         sps = (row["env_steps"] - last_steps) / max(now - last_time, 1e-9)
         last_steps, last_time = row["env_steps"], now
-        bar.update(int(row["env_steps"]), sps, row["eval_return_mean"], row["wall_time_s"])
+        bar.update(int(row["env_steps"]), sps, float(np.mean(row["eval_return_mean"])),
+                   row["wall_time_s"])
         if progress_fn is not None:
             progress_fn(int(row["env_steps"]), row)
     bar.close()
@@ -303,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--compile-cache", default=str(Path.home() / ".cache" / "qvpo-mjx" / "xla"),
                      help="persistent XLA compilation cache ('none' to disable): a repeated run "
                      "loads its compiled chunk instead of compiling it again")
+    run.add_argument("--distributed", action="store_true",
+                     help="several hosts: call jax.distributed.initialize() first (cluster read "
+                     "from SLURM / Open MPI / TPU, or from the three flags below)")
+    run.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                     help="with --distributed: process 0's address")
+    run.add_argument("--num-processes", type=int, default=None, help="with --distributed")
+    run.add_argument("--process-id", type=int, default=None, help="with --distributed")
     run.add_argument("--iterations", type=int, default=None,
                      help="MJX solver iterations (default: the env's)")
     run.add_argument("--ls-iterations", type=int, default=None,
@@ -345,6 +384,14 @@ def resolve(args: argparse.Namespace) -> tuple[QVPOConfig, str, str, dict[str, A
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.distributed:
+        import jax
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts too
+        try:
+            jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        except (ValueError, RuntimeError) as e:
+            print(f"error: --distributed: {e}", file=sys.stderr)
+            return 2
     try:
         if args.resume:
             out = Path(args.resume)
@@ -396,9 +443,11 @@ def main(argv: list[str] | None = None) -> int:
               f"--resume {out}", file=sys.stderr)
         return 130
     if rows:
-        best = max(r["eval_return_mean"] for r in rows)
+        last = np.atleast_1d(rows[-1]["eval_return_mean"])
+        best = np.max([r["eval_return_mean"] for r in rows], axis=0)
+        over = f" (mean of {len(last)} seeds)" if len(last) > 1 else ""
         print(f"done: {int(rows[-1]['env_steps']):,} steps in {rows[-1]['wall_time_s']:.0f} s; "
-              f"last eval return {rows[-1]['eval_return_mean']:.2f}, best {best:.2f}; "
+              f"last eval return {np.mean(last):.2f}, best {np.mean(best):.2f}{over}; "
               f"curve in {out / 'curve.npz'}", file=sys.stderr)
     return 0
 

@@ -6,6 +6,7 @@ Threshold: a uniform random policy keeps Brax's inverted pendulum up for 6.3 ste
 CPU preset; seed 0 reached 500 at 8k and 1000 at 10k steps when the preset was set.
 """
 
+import numpy as np
 import pytest
 
 from qvpo_mjx.config import QVPOConfig
@@ -14,12 +15,38 @@ from qvpo_mjx.train import PRESETS, train
 THRESHOLD = 300.0
 
 
+def test_cpu_preset_learns_on_two_devices_with_two_seeds(tmp_path):
+    # The CI learning test runs the scale-out path whole: two seeds vmapped in one program, each
+    # split over two (forced host) devices with averaged gradients. Seed 0 on one device is the
+    # slow test below; the two paths share every line of the loop but the collectives.
+    from test_scale_out import run_on_two_devices
+    returns = np.array(run_on_two_devices(tmp_path, "learning")["returns"])  # (chunks, seeds)
+    assert returns.shape == (7, 2)
+    assert np.all(returns[0] < 100), returns  # the untrained policies do not balance
+    assert np.all(returns.max(axis=0) >= THRESHOLD), returns  # each seed learns
+
+
+@pytest.mark.slow
 def test_cpu_preset_learns_inverted_pendulum():
     cfg = QVPOConfig(**{**PRESETS["cpu"]["config"], "total_steps": 14_000})
     rows = train(cfg, "inverted_pendulum", seed=0, progress=False)
     returns = [r["eval_return_mean"] for r in rows]
     assert rows[0]["eval_return_mean"] < 100, returns  # the untrained policy does not balance
     assert max(returns) >= THRESHOLD, returns
+
+
+@pytest.mark.slow
+def test_one_and_two_devices_learn_alike(tmp_path):
+    # Four seeds on one device against the same four seeds on two: the mean over chunks of the
+    # evaluation return (area under the curve) must not differ by more than the seed-to-seed
+    # spread allows (Welch's t below 3), and every run must learn.
+    from test_scale_out import run_on_two_devices
+    r = run_on_two_devices(tmp_path, "one_vs_two")
+    one, two = np.array(r["1"]), np.array(r["2"])  # (chunks, seeds)
+    assert np.all(one.max(0) >= THRESHOLD) and np.all(two.max(0) >= THRESHOLD), (one, two)
+    a, b = one.mean(0), two.mean(0)
+    t = abs(a.mean() - b.mean()) / np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b) + 1e-9)
+    assert t < 3.0, (a, b, t)
 
 
 @pytest.mark.slow

@@ -1,0 +1,80 @@
+"""Checks run with two forced host devices: ``XLA_FLAGS=--xla_force_host_platform_device_count=2
+python tests/two_devices.py CHECK DIR``; prints one JSON line. Driven by test_scale_out.py."""
+
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from qvpo_mjx import train
+from qvpo_mjx.loop import Trainer
+from test_loop import TINY
+from test_train_cli import TINY_FLAGS
+
+
+def curve_table(rows):
+    """Every per-chunk value but the wall time, flattened; NaN where no value."""
+    return np.array([np.hstack([np.ravel(v) for k, v in sorted(r.items()) if k != "wall_time_s"])
+                     for r in rows], float)
+
+
+def mechanics(tmp: Path) -> dict:
+    assert len(jax.devices()) == 2
+    # The runs below repeat one program; the cache turns the repeats into loads.
+    jax.config.update("jax_compilation_cache_dir", str(tmp / "cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    # One seed (two seeds over two devices, vmap inside shard_map, is the CI learning test).
+    cfg = TINY.replace(updates_per_step=1, num_devices=2)
+    trainer = Trainer(cfg, "pendulum_swingup")
+    state = trainer.init_seeds([0])
+    run_chunk = trainer.compile_chunk(state)
+    for _ in range(3):  # warm-up, then updates: one compilation must serve them all
+        state, metrics = run_chunk(state)
+    # Parameters are replicated: both devices must hold identical copies after updates.
+    replicas_equal = all(
+        np.array_equal(np.asarray(leaf.addressable_shards[0].data),
+                       np.asarray(leaf.addressable_shards[1].data))
+        for leaf in jax.tree.leaves(state.agent))
+    env_rows = [s.data.shape[0] for s in state.env.episode_step.addressable_shards]
+    a = train.train(cfg, "pendulum_swingup", seed=3, progress=False)
+    b = train.train(cfg, "pendulum_swingup", seed=3, progress=False)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = train.main(TINY_FLAGS + ["--num-envs", "3", "--out", str(tmp / "never")])
+    return {"devices": len(jax.devices()), "num_devices": trainer.num_devices,
+            "compilations": run_chunk._cache_size(), "replicas_equal": replicas_equal,
+            "env_rows_split": env_rows, "reproducible": bool(np.array_equal(curve_table(a), curve_table(b), equal_nan=True)),
+            "finite": bool(np.all(np.isfinite(metrics["loss/critic"]))),
+            "split_error": f"exit {code}: {err.getvalue()}"}
+
+
+def learning(tmp: Path) -> dict:
+    """The CPU preset on two devices, two seeds at once (see test_learning.py)."""
+    from qvpo_mjx.config import QVPOConfig
+    cfg = QVPOConfig(**{**train.PRESETS["cpu"]["config"], "total_steps": 14_000,
+                        "num_seeds": 2, "num_devices": 2})
+    rows = train.train(cfg, "inverted_pendulum", seed=0, progress=False)
+    return {"returns": [np.asarray(r["eval_return_mean"]).tolist() for r in rows],
+            "wall_time_s": rows[-1]["wall_time_s"]}
+
+
+
+def one_vs_two(tmp: Path) -> dict:
+    """The CPU preset for four seeds on one device and on two (see test_learning.py)."""
+    from qvpo_mjx.config import QVPOConfig
+    out = {}
+    for d in (1, 2):
+        cfg = QVPOConfig(**{**train.PRESETS["cpu"]["config"], "total_steps": 14_000,
+                            "num_seeds": 4, "num_devices": d})
+        rows = train.train(cfg, "inverted_pendulum", seed=0, progress=False)
+        out[str(d)] = [np.asarray(r["eval_return_mean"]).tolist() for r in rows]
+    return out
+
+if __name__ == "__main__":
+    check, tmp = sys.argv[1], Path(sys.argv[2])
+    print(json.dumps({"mechanics": mechanics, "learning": learning, "one_vs_two": one_vs_two}[check](tmp)))
+

@@ -76,20 +76,43 @@ def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
         raise
 
 
-@contextlib.contextmanager
-def sigint_deferred():
-    """Hold a Ctrl-C until the block ends, so curve and checkpoint are saved as a pair."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
+class ChunkInterrupts:
+    """Ctrl-C during training: the first stops the run at the end of the chunk in flight, once
+    it is saved (nothing is lost); a second aborts at once, unless curve and checkpoint are being
+    written, which finish first. The handler only sets a flag, so no library code between the
+    signal and the chunk's end can swallow the stop."""
+
+    def __init__(self) -> None:
+        self.requested = 0
+        self._saving = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        self.requested += 1
+        if self.requested == 1:
+            print("\nstopping after this chunk (Ctrl-C again to abort now)", file=sys.stderr)
+        elif not self._saving:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "ChunkInterrupts":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    @contextlib.contextmanager
+    def saving(self):
+        """Curve and checkpoint are written as a pair, even through a second Ctrl-C."""
+        self._saving = True
+        try:
+            yield
+        finally:
+            self._saving = False
+        if self.requested > 1:
+            raise KeyboardInterrupt
 
 
 def save_json(path: Path, obj: dict) -> None:
@@ -248,40 +271,45 @@ def train(config: QVPOConfig, env_name: str, seed: int = 0, out_dir: str | Path 
     last_steps, last_time = first(state.env_steps), start
     # One value per seed: a float for one seed, an (S,) array for several.
     per_seed = (lambda v: float(v)) if S == 1 else (lambda v: np.asarray(v, np.float64))
-    for _ in range(first(state.chunks), trainer.num_chunks):
-        state, metrics = run_chunk(state)
-        metrics = {k: np.asarray(v) for k, v in to_host(metrics).items()}
-        fault, fault_step = metrics.pop("fault").reshape(-1), metrics.pop("fault_step").reshape(-1)
-        if fault.any():
-            bar.close()
-            i = int(np.argmax(fault > 0))
-            raise NonFiniteError(
-                f"non-finite {FAULT_NAMES[int(fault[i]) - 1]} at env step {int(fault_step[i]):,}"
-                + (f" in seed {seeds[i]}" if S > 1 else "") + "; "
-                + (f"the last good checkpoint ({int(rows[-1]['env_steps']):,} steps) is kept in "
-                   f"{out}" if out is not None and rows else "nothing was saved"))
-        now = time.perf_counter()
-        row = {"env_steps": float(metrics.pop("env_steps").reshape(-1)[0]),
-               "wall_time_s": wall_offset + now - start,
-               "eval_return_mean": per_seed(metrics.pop("eval_return_mean")),
-               "eval_return_std": per_seed(metrics.pop("eval_return_std"))}
-        row.update({curve_key(k): per_seed(v) for k, v in sorted(metrics.items())})
-        rows.append(row)
-        if out is not None:
-            host_state = to_host(state)
-        if out is not None and writer:
-            # Curve first: a crash between the two leaves the curve one row ahead of the
-            # checkpoint, which resume trims (the chunk reruns bit for bit). The other order
-            # could lose a row for good, or leave a checkpoint with no curve at all.
-            with sigint_deferred():
-                save_curve(out / "curve.npz", rows)
-                save_checkpoint(out / "checkpoint.npz", host_state)
-        sps = (row["env_steps"] - last_steps) / max(now - last_time, 1e-9)
-        last_steps, last_time = row["env_steps"], now
-        bar.update(int(row["env_steps"]), sps, float(np.mean(row["eval_return_mean"])),
-                   row["wall_time_s"])
-        if progress_fn is not None:
-            progress_fn(int(row["env_steps"]), row)
+    with ChunkInterrupts() as interrupts:
+        for _ in range(first(state.chunks), trainer.num_chunks):
+            state, metrics = run_chunk(state)
+            metrics = {k: np.asarray(v) for k, v in to_host(metrics).items()}
+            fault = metrics.pop("fault").reshape(-1)
+            fault_step = metrics.pop("fault_step").reshape(-1)
+            if fault.any():
+                bar.close()
+                i = int(np.argmax(fault > 0))
+                raise NonFiniteError(
+                    f"non-finite {FAULT_NAMES[int(fault[i]) - 1]} at env step {int(fault_step[i]):,}"
+                    + (f" in seed {seeds[i]}" if S > 1 else "") + "; "
+                    + (f"the last good checkpoint ({int(rows[-1]['env_steps']):,} steps) is kept in "
+                       f"{out}" if out is not None and rows else "nothing was saved"))
+            now = time.perf_counter()
+            row = {"env_steps": float(metrics.pop("env_steps").reshape(-1)[0]),
+                   "wall_time_s": wall_offset + now - start,
+                   "eval_return_mean": per_seed(metrics.pop("eval_return_mean")),
+                   "eval_return_std": per_seed(metrics.pop("eval_return_std"))}
+            row.update({curve_key(k): per_seed(v) for k, v in sorted(metrics.items())})
+            rows.append(row)
+            if out is not None:
+                host_state = to_host(state)
+            if out is not None and writer:
+                # Curve first: a crash between the two leaves the curve one row ahead of the
+                # checkpoint, which resume trims (the chunk reruns bit for bit). The other order
+                # could lose a row for good, or leave a checkpoint with no curve at all.
+                with interrupts.saving():
+                    save_curve(out / "curve.npz", rows)
+                    save_checkpoint(out / "checkpoint.npz", host_state)
+            sps = (row["env_steps"] - last_steps) / max(now - last_time, 1e-9)
+            last_steps, last_time = row["env_steps"], now
+            bar.update(int(row["env_steps"]), sps, float(np.mean(row["eval_return_mean"])),
+                       row["wall_time_s"])
+            if progress_fn is not None:
+                progress_fn(int(row["env_steps"]), row)
+            if interrupts.requested:
+                bar.close()
+                raise KeyboardInterrupt  # after the chunk and its files: nothing in flight is lost
     bar.close()
     return rows
 
@@ -437,8 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nerror: {e}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        # Checkpoint and curve are rewritten after every chunk, so what is on disk is the last
-        # completed chunk; only the chunk in flight is lost.
+        # A first Ctrl-C lets the chunk in flight finish and be saved; a second aborts it.
         print(f"\ninterrupted: the last completed chunk is saved in {out}; continue with "
               f"--resume {out}", file=sys.stderr)
         return 130

@@ -169,16 +169,22 @@ def test_resume_with_a_different_env_is_refused(tmp_path, capsys):
     assert "does not match this run's state" in capsys.readouterr().err
 
 
-def test_ctrl_c_while_saving_finishes_the_pair_then_stops(tmp_path):
+def test_ctrl_c_stops_at_the_chunk_end_and_twice_aborts_but_never_mid_save():
     import os
-    done = []
-    with pytest.raises(KeyboardInterrupt):
-        with train.sigint_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            done.append("curve")
-            done.append("checkpoint")
-    assert done == ["curve", "checkpoint"]
+    def ctrl_c():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs at the next bytecode
+    with train.ChunkInterrupts() as interrupts:
+        ctrl_c()  # the first: a request, no exception
+        assert interrupts.requested == 1
+        done = []
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.saving():
+                ctrl_c()  # the second, mid-save: held until the pair is written
+                done += ["curve", "checkpoint"]
+        assert done == ["curve", "checkpoint"]
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c()  # outside a save: at once
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 

@@ -1,0 +1,140 @@
+"""The scaling study: how batch, updates per step and learning rates move with N.
+
+    python benchmarks/scaling.py --quick      # inverted_pendulum, N in 1 16 64, 3 seeds
+    python benchmarks/scaling.py              # + N = 256, + halfcheetah (hours on a 2-core CPU)
+    python benchmarks/scaling.py --env halfcheetah --num-envs 16 64 --budget 50000
+
+Every regime is one batched run of ``--seeds`` seeds (``num_seeds``), so a regime's seeds share
+one compile and one clock. The network sizes, learning rates and tau are the ``cpu`` preset's
+(small enough to learn on a CPU in minutes); what changes between regimes is only how the loop
+spends env steps on updates:
+
+* ``reference``: N = 1, one update of batch 256 per env step (the paper's regime; the baseline
+  for sample efficiency);
+* ``naive``: N envs, still one update of batch 256 per *vector* step, so N times fewer updates
+  per env step (the scaling that has been reported to collapse);
+* ``utd``: N envs and N updates of batch 256 per vector step: the reference's update-to-data
+  ratio and the same number of updates, so only acting and physics get parallel;
+* ``wide``: the rule under test: the reference's samples per env step (256) in N / 8 updates of
+  batch 2048 per vector step (8x fewer, 8x larger updates), learning rates times sqrt(8)
+  (square-root scaling with the batch).
+
+Writes each run to ``benchmarks/results/scaling/ENV/REGIME_N/`` (curve.npz, config.json), a
+summary table to ``benchmarks/results/scaling.json`` and plots (``qvpo_mjx.plot``) against env
+steps and wall-clock next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+REFERENCE_BATCH = 256
+WIDE_FACTOR = 8  # updates per vector step shrink, and batches grow, by this factor
+
+
+def regime(name: str, N: int, base: dict) -> dict | None:
+    """Config overrides of one regime at N envs (None where it does not apply)."""
+    if name == "reference":
+        return {"num_envs": 1, "updates_per_step": 1, "batch_size": REFERENCE_BATCH} if N == 1 \
+            else None
+    if N == 1:
+        return None
+    if name == "naive":
+        return {"num_envs": N, "updates_per_step": 1, "batch_size": REFERENCE_BATCH}
+    if name == "utd":
+        return {"num_envs": N, "updates_per_step": N, "batch_size": REFERENCE_BATCH}
+    if name == "wide":
+        ups = max(1, N // WIDE_FACTOR)
+        batch = REFERENCE_BATCH * N // ups
+        scale = math.sqrt(batch / REFERENCE_BATCH)
+        return {"num_envs": N, "updates_per_step": ups, "batch_size": batch,
+                "actor_lr": base["actor_lr"] * scale, "critic_lr": base["critic_lr"] * scale}
+    raise ValueError(name)
+
+
+REGIMES = ("reference", "naive", "utd", "wide")
+
+
+def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path) -> dict | None:
+    from qvpo_mjx.config import QVPOConfig
+    from qvpo_mjx.train import PRESETS, train
+    base = dict(PRESETS["cpu"]["config"])
+    changes = regime(name, N, base)
+    if changes is None:
+        return None
+    eval_interval = max(budget // 10, N)
+    start = max(base["start_steps"], changes["batch_size"], N)  # a full first batch
+    cfg = QVPOConfig(**{**base, **changes, "total_steps": budget, "eval_interval": eval_interval,
+                        "start_steps": start, "num_seeds": seeds, "num_devices": 1,
+                        "replay_size": max(budget, N)})
+    run_dir = out / env / f"{name}_N{N}"
+    t0 = time.perf_counter()
+    rows = train(cfg, env, seed=0, out_dir=run_dir, overwrite=True, progress=False,
+                 extra_meta={"algorithm": f"QVPO {name}", "preset": f"scaling-{name}"})
+    wall = time.perf_counter() - t0
+    steps = np.array([r["env_steps"] for r in rows])
+    ret = np.array([np.atleast_1d(r["eval_return_mean"]) for r in rows])  # (rows, seeds)
+    half = int(np.searchsorted(steps, budget // 2))
+    row = {"env": env, "regime": name, "num_envs": N, "updates_per_step": cfg.updates_per_step,
+           "batch_size": cfg.batch_size, "actor_lr": cfg.actor_lr, "critic_lr": cfg.critic_lr,
+           "updates_per_env_step": cfg.updates_per_step / N,
+           "samples_per_env_step": cfg.updates_per_step * cfg.batch_size / N,
+           "seeds": seeds, "env_steps": int(steps[-1]),
+           "return_at_half": ret[min(half, len(ret) - 1)].round(1).tolist(),
+           "return_final": ret[-1].round(1).tolist(),
+           "return_auc": ret.mean(0).round(1).tolist(),  # mean over evaluations, per seed
+           "wall_s_total": round(wall, 1),
+           "wall_s_run": round(rows[-1]["wall_time_s"], 1),
+           "run_dir": str(run_dir.relative_to(HERE.parent))}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--env", nargs="+", default=None)
+    parser.add_argument("--num-envs", type=int, nargs="+", default=None)
+    parser.add_argument("--regimes", nargs="+", choices=REGIMES, default=list(REGIMES))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budget", type=int, default=None, help="env steps per run")
+    parser.add_argument("--out", default=str(HERE / "results" / "scaling"))
+    args = parser.parse_args()
+    env_list = args.env or (["inverted_pendulum"] if args.quick
+                            else ["inverted_pendulum", "halfcheetah"])
+    sizes = args.num_envs or ([1, 16, 64] if args.quick else [1, 16, 64, 256])
+    budgets = {"inverted_pendulum": 10_000, "halfcheetah": 50_000}
+    out = Path(args.out)
+
+    from common import machine_info, write_result
+    from qvpo_mjx import plot
+    summary_path = HERE / "results" / ("scaling_quick.json" if args.quick else "scaling.json")
+    rows = []
+    for env in env_list:
+        budget = args.budget or budgets.get(env, 20_000)
+        for N in sizes:
+            for name in args.regimes:
+                row = run_one(env, name, N, args.seeds, budget, out)
+                if row is not None:
+                    rows.append(row)
+                    # Written after every run, so an interrupted study keeps what it measured.
+                    write_result(summary_path, {"machine": machine_info(), "rows": rows})
+        runs = sorted((out / env).glob("*_N*"))
+        for x in ("env_steps", "wall_time"):
+            plot.plot([str(r) for r in runs], str(out / f"{env}_{x}.png"), x_axis=x,
+                      band="minmax", title=f"QVPO scaling regimes on {env}")
+    print(json.dumps({"wrote": str(summary_path)}))
+
+
+if __name__ == "__main__":
+    main()

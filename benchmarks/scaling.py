@@ -15,7 +15,9 @@ spends env steps on updates:
   per env step (the scaling that has been reported to collapse);
 * ``utd``: N envs and N updates of batch 256 per vector step: the reference's update-to-data
   ratio and the same number of updates, so only acting and physics get parallel;
-* ``wide``: the rule under test: the reference's samples per env step (256) in N / 8 updates of
+* ``half`` / ``quarter``: N / 2 or N / 4 updates of batch 256 per vector step (update-to-data
+  ratio 0.5 or 0.25: half or a quarter of the reference's update time);
+* ``wide``: a rule under test: the reference's samples per env step (256) in N / 8 updates of
   batch 2048 per vector step (8x fewer, 8x larger updates), learning rates times sqrt(8)
   (square-root scaling with the batch).
 
@@ -53,6 +55,9 @@ def regime(name: str, N: int, base: dict) -> dict | None:
         return {"num_envs": N, "updates_per_step": 1, "batch_size": REFERENCE_BATCH}
     if name == "utd":
         return {"num_envs": N, "updates_per_step": N, "batch_size": REFERENCE_BATCH}
+    if name in ("half", "quarter"):  # a lower update-to-data ratio: fewer updates, less time
+        ups = max(1, N // (2 if name == "half" else 4))
+        return {"num_envs": N, "updates_per_step": ups, "batch_size": REFERENCE_BATCH}
     if name == "wide":
         ups = max(1, N // WIDE_FACTOR)
         batch = REFERENCE_BATCH * N // ups
@@ -62,7 +67,7 @@ def regime(name: str, N: int, base: dict) -> dict | None:
     raise ValueError(name)
 
 
-REGIMES = ("reference", "naive", "utd", "wide")
+REGIMES = ("reference", "naive", "utd", "half", "quarter", "wide")
 
 
 def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path) -> dict | None:
@@ -119,14 +124,16 @@ def main() -> None:
     from common import machine_info, write_result
     from qvpo_mjx import plot
     summary_path = HERE / "results" / ("scaling_quick.json" if args.quick else "scaling.json")
-    rows = []
+    # Runs already in the summary stay, unless this invocation reruns them.
+    rows = json.loads(summary_path.read_text())["rows"] if summary_path.exists() else []
     for env in env_list:
         budget = args.budget or budgets.get(env, 20_000)
         for N in sizes:
             for name in args.regimes:
                 row = run_one(env, name, N, args.seeds, budget, out)
                 if row is not None:
-                    rows.append(row)
+                    rows = [r for r in rows if (r["env"], r["regime"], r["num_envs"])
+                            != (env, name, N)] + [row]
                     # Written after every run, so an interrupted study keeps what it measured.
                     write_result(summary_path, {"machine": machine_info(), "rows": rows})
         runs = sorted((out / env).glob("*_N*"))

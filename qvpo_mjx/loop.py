@@ -83,6 +83,7 @@ class Trainer:
         self.vec = envs.VecEnv(self.env, config.num_envs // D, config.episode_length)
         self.eval_vec = envs.VecEnv(self.env, config.num_eval_envs // D, config.episode_length)
         self.all_envs = envs.VecEnv(self.env, config.num_envs, config.episode_length)
+        self._init_fns: dict[int, Any] = {}
 
     # sizes ------------------------------------------------------------------------------
     @property
@@ -137,13 +138,15 @@ class Trainer:
         """The state of ``len(seeds)`` independent runs, placed on the devices. One seed: the
         state of ``init`` itself; S seeds: every leaf with a leading axis S (seed i's slice is
         exactly ``init(PRNGKey(seeds[i]))``)."""
-        if len(seeds) == 1:
-            fn, keys = self.init, jax.random.PRNGKey(seeds[0])
-        else:
-            fn, keys = jax.vmap(self.init), jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-        shapes = jax.eval_shape(fn, keys)
-        # Jitted, so the leaves have exactly the types the chunk returns (no second compile).
-        return jax.jit(fn, out_shardings=self.shardings(shapes, len(seeds)))(keys)
+        S = len(seeds)
+        keys = (jax.random.PRNGKey(seeds[0]) if S == 1
+                else jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
+        if S not in self._init_fns:  # one compile per seed count, however many runs start
+            fn = self.init if S == 1 else jax.vmap(self.init)
+            shapes = jax.eval_shape(fn, keys)
+            # Jitted, so the leaves have exactly the types the chunk returns (no second compile).
+            self._init_fns[S] = jax.jit(fn, out_shardings=self.shardings(shapes, S))
+        return self._init_fns[S](keys)
 
     def compile_chunk(self, state: TrainState, num_seeds: int = 1):
         """``run_chunk`` for ``state`` (from ``init_seeds``), vmapped over seeds and sharded

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from qvpo_mjx import train
-from qvpo_mjx.config import QVPOConfig
+from test_loop import TINY
 from test_train_cli import TINY_FLAGS
+
+TINY_RUN = TINY.replace(updates_per_step=1)  # 3 chunks of 16 env steps, the first warm-up only
 
 LONG = TINY_FLAGS + ["--episode-length", "100", "--total-steps", "640"]  # 40 chunks
 
@@ -74,11 +76,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
 def test_a_crash_between_curve_and_checkpoint_loses_nothing(tmp_path):
     # The curve is written before the checkpoint; a crash between the two leaves the curve one
     # row ahead. Rebuild that state by putting back the checkpoint of the chunk before.
-    cfg = QVPOConfig(hidden_size=16, time_embed_size=8, diffusion_steps=3, batch_size=8,
-                     train_samples=4, behavior_samples=2, target_samples=2, eval_samples=2,
-                     entropy_samples=2, num_envs=4, updates_per_step=1, start_steps=16,
-                     eval_interval=16, num_eval_envs=2, episode_length=10, total_steps=48,
-                     replay_size=64)
+    cfg = TINY_RUN
     out, saved = tmp_path / "run", {}
     def keep(env_steps, row):
         saved[env_steps] = (out / "checkpoint.npz").read_bytes()
@@ -122,11 +120,7 @@ def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pa
 
 
 def test_same_seed_same_curve(tmp_path):
-    cfg = QVPOConfig(hidden_size=16, time_embed_size=8, diffusion_steps=3, batch_size=8,
-                     train_samples=4, behavior_samples=2, target_samples=2, eval_samples=2,
-                     entropy_samples=2, num_envs=4, updates_per_step=1, start_steps=16,
-                     eval_interval=16, num_eval_envs=2, episode_length=10, total_steps=48,
-                     replay_size=64)
+    cfg = TINY_RUN
     a = train.train(cfg, "pendulum_swingup", seed=5, progress=False)
     b = train.train(cfg, "pendulum_swingup", seed=5, progress=False)
     c = train.train(cfg, "pendulum_swingup", seed=6, progress=False)

@@ -26,7 +26,7 @@ from common import machine_info, write_result  # noqa: E402
 from qvpo_mjx import agent, replay  # noqa: E402
 from qvpo_mjx.config import QVPOConfig  # noqa: E402
 from qvpo_mjx.loop import Trainer  # noqa: E402
-from qvpo_mjx.train import PRESETS, train  # noqa: E402
+from qvpo_mjx.train import PRESETS, preset_config, train  # noqa: E402
 
 
 def timed_scan(step_fn, state, length: int, repeats: int) -> tuple[float, float]:
@@ -45,12 +45,11 @@ def timed_scan(step_fn, state, length: int, repeats: int) -> tuple[float, float]
 
 
 def bench(env_name: str, num_envs: int, steps: int, repeats: int, preset: str = "cpu") -> dict:
-    base = PRESETS[preset]["config"]
-    batch = base.get("batch_size", QVPOConfig().batch_size)
-    warmup = max(batch, num_envs)
-    cfg = QVPOConfig(**{**base, "num_envs": num_envs, "start_steps": warmup,
-                        "eval_interval": num_envs,
-                        "replay_size": max(base.get("replay_size", 0), 4 * warmup, 100_000)})
+    base = preset_config(preset, {"num_envs": num_envs})  # updates per step follow the preset
+    warmup = max(base.batch_size, num_envs)
+    cfg = base.replace(start_steps=warmup, eval_interval=num_envs,
+                       replay_size=max(PRESETS[preset]["config"].get("replay_size", 0),
+                                       4 * warmup, 100_000))
     trainer = Trainer(cfg, env_name)
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
     vec, N, d = trainer.vec, num_envs, trainer.vec.action_size

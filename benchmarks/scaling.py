@@ -2,7 +2,7 @@
 
     python benchmarks/scaling.py --quick      # inverted_pendulum, N in 1 16 64, 3 seeds
     python benchmarks/scaling.py              # + N = 256, + halfcheetah (hours on a 2-core CPU)
-    python benchmarks/scaling.py --env halfcheetah --num-envs 16 64 --budget 50000
+    python benchmarks/scaling.py --env halfcheetah --num-envs 1 64 --regimes reference half
 
 Every regime is one batched run of ``--seeds`` seeds (``num_seeds``), so a regime's seeds share
 one compile and one clock. The network sizes, learning rates and tau are the ``cpu`` preset's
@@ -19,10 +19,16 @@ spends env steps on updates:
   ratio 0.5 or 0.25: half or a quarter of the reference's update time);
 * ``wide``: a rule under test: the reference's samples per env step (256) in N / 8 updates of
   batch 2048 per vector step (8x fewer, 8x larger updates), learning rates times sqrt(8)
-  (square-root scaling with the batch).
+  (square-root scaling with the batch);
+* ``half_wide``: N / 2 updates of batch 512 (the reference's samples per env step in half the
+  updates, learning rates unchanged): on a GPU a batch of 512 costs about what 256 does;
+* ``delay`` / ``delay4``: N critic updates per vector step but one actor update per 2 (or 4) of
+  them (``critic_updates_per_actor``): the reference's critic ratio, half (a quarter of) its
+  actor updates.
 
 Writes each run to ``benchmarks/results/scaling/ENV/REGIME_N/`` (curve.npz, config.json), a
-summary table to ``benchmarks/results/scaling.json`` and plots (``qvpo_mjx.plot``) against env
+summary table to ``benchmarks/results/scaling.json`` (one row per env, regime and N; a rerun replaces
+its rows and keeps the others) and plots (``qvpo_mjx.plot``) against env
 steps and wall-clock next to it.
 """
 
@@ -41,6 +47,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 REFERENCE_BATCH = 256
+BUDGETS = {"inverted_pendulum": 10_000, "halfcheetah": 20_000}  # env steps per run, by default
+DEFAULT_BUDGET = 20_000
 WIDE_FACTOR = 8  # updates per vector step shrink, and batches grow, by this factor
 
 
@@ -64,13 +72,21 @@ def regime(name: str, N: int, base: dict) -> dict | None:
         scale = math.sqrt(batch / REFERENCE_BATCH)
         return {"num_envs": N, "updates_per_step": ups, "batch_size": batch,
                 "actor_lr": base["actor_lr"] * scale, "critic_lr": base["critic_lr"] * scale}
+    if name == "half_wide":
+        return {"num_envs": N, "updates_per_step": max(1, N // 2),
+                "batch_size": 2 * REFERENCE_BATCH}
+    if name in ("delay", "delay4"):
+        return {"num_envs": N, "updates_per_step": N, "batch_size": REFERENCE_BATCH,
+                "critic_updates_per_actor": 2 if name == "delay" else 4}
     raise ValueError(name)
 
 
-REGIMES = ("reference", "naive", "utd", "half", "quarter", "wide")
+REGIMES = ("reference", "naive", "utd", "half", "quarter", "wide", "half_wide", "delay",
+           "delay4")
 
 
-def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path) -> dict | None:
+def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
+            seed: int = 0) -> dict | None:
     from qvpo_mjx.config import QVPOConfig
     from qvpo_mjx.train import PRESETS, train
     base = dict(PRESETS["cpu"]["config"])
@@ -82,19 +98,27 @@ def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path) -> 
     cfg = QVPOConfig(**{**base, **changes, "total_steps": budget, "eval_interval": eval_interval,
                         "start_steps": start, "num_seeds": seeds, "num_devices": 1,
                         "replay_size": max(budget, N)})
-    run_dir = out / env / f"{name}_N{N}"
+    # A run at another budget than the env's default, or at other seeds, gets a directory of its
+    # own (and a label of its own in the plots, for another budget).
+    other_budget = budget != BUDGETS.get(env, DEFAULT_BUDGET)
+    run_dir = out / env / (f"{name}_N{N}" + (f"_b{budget}" if other_budget else "")
+                           + (f"_s{seed}" if seed else ""))
     t0 = time.perf_counter()
-    rows = train(cfg, env, seed=0, out_dir=run_dir, overwrite=True, progress=False,
-                 extra_meta={"algorithm": f"QVPO {name}", "preset": f"scaling-{name}"})
+    rows = train(cfg, env, seed=seed, out_dir=run_dir, overwrite=True, progress=False,
+                 extra_meta={"algorithm": f"QVPO {name}" + (f", {budget} steps" if other_budget
+                                                             else ""),
+                             "preset": f"scaling-{name}"})
     wall = time.perf_counter() - t0
     steps = np.array([r["env_steps"] for r in rows])
     ret = np.array([np.atleast_1d(r["eval_return_mean"]) for r in rows])  # (rows, seeds)
     half = int(np.searchsorted(steps, budget // 2))
     row = {"env": env, "regime": name, "num_envs": N, "updates_per_step": cfg.updates_per_step,
+           "critic_updates_per_actor": cfg.critic_updates_per_actor,
            "batch_size": cfg.batch_size, "actor_lr": cfg.actor_lr, "critic_lr": cfg.critic_lr,
            "updates_per_env_step": cfg.updates_per_step / N,
+           "actor_updates_per_env_step": cfg.updates_per_step / cfg.critic_updates_per_actor / N,
            "samples_per_env_step": cfg.updates_per_step * cfg.batch_size / N,
-           "seeds": seeds, "env_steps": int(steps[-1]),
+           "seeds": seeds, "first_seed": seed, "budget": budget, "env_steps": int(steps[-1]),
            "return_at_half": ret[min(half, len(ret) - 1)].round(1).tolist(),
            "return_final": ret[-1].round(1).tolist(),
            "return_auc": ret.mean(0).round(1).tolist(),  # mean over evaluations, per seed
@@ -105,6 +129,21 @@ def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path) -> 
     return row
 
 
+def plot_env(out: Path, env: str) -> None:
+    """One pair of plots (against env steps and wall-clock) per N: every regime run at that N,
+    with the reference, so each plot compares regimes at one scale."""
+    from qvpo_mjx import plot
+    def size(name: str) -> int:  # REGIME_N64 or REGIME_N64_s3
+        return int(name.rsplit("_N", 1)[1].split("_")[0])
+
+    runs = {p.name: p for p in (out / env).glob("*_N*") if (p / "curve.npz").exists()}
+    for N in sorted({size(name) for name in runs} - {1}):
+        chosen = [str(p) for name, p in sorted(runs.items()) if size(name) in (1, N)]
+        for x in ("env_steps", "wall_time"):
+            plot.plot(chosen, str(out / f"{env}_N{N}_{x}.png"), x_axis=x, band="minmax",
+                      title=f"QVPO scaling regimes on {env}, N = {N}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -112,34 +151,35 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, nargs="+", default=None)
     parser.add_argument("--regimes", nargs="+", choices=REGIMES, default=list(REGIMES))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="first seed (more seeds of a regime: rerun with --seed 3)")
     parser.add_argument("--budget", type=int, default=None, help="env steps per run")
     parser.add_argument("--out", default=str(HERE / "results" / "scaling"))
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw the plots from the runs on disk, run nothing")
     args = parser.parse_args()
     env_list = args.env or (["inverted_pendulum"] if args.quick
                             else ["inverted_pendulum", "halfcheetah"])
     sizes = args.num_envs or ([1, 16, 64] if args.quick else [1, 16, 64, 256])
-    budgets = {"inverted_pendulum": 10_000, "halfcheetah": 50_000}
     out = Path(args.out)
 
     from common import machine_info, write_result
-    from qvpo_mjx import plot
-    summary_path = HERE / "results" / ("scaling_quick.json" if args.quick else "scaling.json")
+    summary_path = HERE / "results" / "scaling.json"  # --quick reruns a subset of its rows
     # Runs already in the summary stay, unless this invocation reruns them.
     rows = json.loads(summary_path.read_text())["rows"] if summary_path.exists() else []
-    for env in env_list:
-        budget = args.budget or budgets.get(env, 20_000)
+    for env in [] if args.plot_only else env_list:
+        budget = args.budget or BUDGETS.get(env, DEFAULT_BUDGET)
         for N in sizes:
             for name in args.regimes:
-                row = run_one(env, name, N, args.seeds, budget, out)
+                row = run_one(env, name, N, args.seeds, budget, out, args.seed)
                 if row is not None:
-                    rows = [r for r in rows if (r["env"], r["regime"], r["num_envs"])
-                            != (env, name, N)] + [row]
+                    rows = [r for r in rows if (r["env"], r["regime"], r["num_envs"],
+                                                r.get("first_seed", 0), r.get("budget"))
+                            != (env, name, N, args.seed, budget)] + [row]
                     # Written after every run, so an interrupted study keeps what it measured.
                     write_result(summary_path, {"machine": machine_info(), "rows": rows})
-        runs = sorted((out / env).glob("*_N*"))
-        for x in ("env_steps", "wall_time"):
-            plot.plot([str(r) for r in runs], str(out / f"{env}_{x}.png"), x_axis=x,
-                      band="minmax", title=f"QVPO scaling regimes on {env}")
+    for env in env_list:
+        plot_env(out, env)
     print(json.dumps({"wrote": str(summary_path)}))
 
 

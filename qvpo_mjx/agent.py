@@ -357,3 +357,28 @@ def update(state: AgentState, batch: Transition, key: jax.Array,
         critic_target_params=_polyak(state.critic_target_params, state.critic_params, tau),
         step=state.step + 1)
     return state, {**critic_metrics, **actor_metrics}
+
+
+def delayed_update(state: AgentState, batches: Transition, key: jax.Array,
+                   axis_name: str | None = None) -> tuple[AgentState, Metrics]:
+    """``critic_updates_per_actor`` = d critic updates, each followed by its target's Polyak
+    step, then one actor update (on the last batch's states) and the actor target's step.
+    batches: (d, B) transitions. With d = 1 it equals :func:`update`: the actor step reads the
+    online critic only, so moving the critic target first changes nothing. Returns the state and
+    scalar metrics (critic ones averaged over the d updates)."""
+    d = batches.reward.shape[0]
+    keys = jax.random.split(key, d + 1)  # critic keys first, as update splits them
+    tau = state.hparams["tau"]
+
+    def critic_step(s, xs):
+        s, metrics = critic_update(s, *xs, axis_name)
+        s = s.replace(
+            critic_target_params=_polyak(s.critic_target_params, s.critic_params, tau),
+            step=s.step + 1)
+        return s, metrics
+
+    state, critic_metrics = jax.lax.scan(critic_step, state, (batches, keys[:d]))
+    state, actor_metrics = actor_update(state, batches.obs[-1], keys[d], axis_name)
+    state = state.replace(
+        actor_target_params=_polyak(state.actor_target_params, state.actor_params, tau))
+    return state, {**jax.tree.map(jnp.mean, critic_metrics), **actor_metrics}

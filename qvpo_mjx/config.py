@@ -74,6 +74,11 @@ class QVPOConfig:
     # --- training loop (counts are environment transitions) -------------------------------
     num_envs: int = _field(1, "N: parallel environments; one vector step adds N transitions.")
     updates_per_step: int = _field(1, "Gradient updates per vector step after warm-up.")
+    critic_updates_per_actor: int = _field(
+        1, "Critic updates per actor update (TD3's policy delay; not in the reference, which "
+        "updates both every step). updates_per_step counts critic updates and must be a "
+        "multiple of it; the critic target moves every critic update, the actor target with "
+        "the actor.")
     total_steps: int = _field(
         1_000_000, "Environment transitions to train for; also the entropy-decay horizon.",
         traced=True)
@@ -100,8 +105,8 @@ class QVPOConfig:
         positive_ints = (
             "diffusion_steps", "hidden_size", "time_embed_size", "behavior_samples",
             "target_samples", "eval_samples", "train_samples", "chosen", "batch_size",
-            "num_envs", "updates_per_step", "total_steps", "replay_size", "eval_interval",
-            "num_eval_envs", "episode_length", "num_seeds")
+            "num_envs", "updates_per_step", "critic_updates_per_actor", "total_steps",
+            "replay_size", "eval_interval", "num_eval_envs", "episode_length", "num_seeds")
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -121,6 +126,11 @@ class QVPOConfig:
                              f"got {self.time_embed_size}")
         if self.time_embed_size < 4:
             raise ValueError(f"time_embed_size must be at least 4, got {self.time_embed_size}")
+        if self.updates_per_step % self.critic_updates_per_actor:
+            raise ValueError(
+                f"updates_per_step ({self.updates_per_step}) must be a multiple of "
+                f"critic_updates_per_actor ({self.critic_updates_per_actor}): each vector step "
+                f"runs whole groups of critic updates followed by one actor update")
         if self.chosen > self.train_samples:
             raise ValueError(f"chosen ({self.chosen}) must not exceed train_samples "
                              f"({self.train_samples}): it keeps the top candidates of those")

@@ -183,7 +183,8 @@ class Trainer:
     # the compiled pieces ----------------------------------------------------------------
     def vector_step(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         """Act on all N envs, step the physics, store N transitions, then (after warm-up)
-        ``updates_per_step`` QVPO updates on batches sampled once for all of them."""
+        ``updates_per_step`` QVPO updates on batches sampled once for all of them (critic
+        updates; the actor takes one per ``critic_updates_per_actor`` of them)."""
         cfg, N = self.config, self.config.num_envs
         key, k_act, k_sample, k_update = jax.random.split(state.key, 4)
         k_act, k_sample, k_update = (self._device_key(k) for k in (k_act, k_sample, k_update))
@@ -210,9 +211,16 @@ class Trainer:
         def do_updates(agent_state):
             batches = replay.sample(buffer, k_sample,
                                     (cfg.updates_per_step, cfg.batch_size // self.num_devices))
-            keys = jax.random.split(k_update, cfg.updates_per_step)
+            d = cfg.critic_updates_per_actor
+            if d == 1:  # the reference: critic and actor every update
+                fn = agent.update
+            else:  # groups of d critic updates, then one actor update
+                fn = agent.delayed_update
+                batches = jax.tree.map(
+                    lambda x: x.reshape(cfg.updates_per_step // d, d, *x.shape[1:]), batches)
+            keys = jax.random.split(k_update, cfg.updates_per_step // d)
             agent_state, metrics = jax.lax.scan(
-                lambda a, xs: agent.update(a, *xs, axis_name=self.axis_name), agent_state,
+                lambda a, xs: fn(a, *xs, axis_name=self.axis_name), agent_state,
                 (batches, keys))
             return agent_state, self._pmean(jax.tree.map(jnp.mean, metrics))
 

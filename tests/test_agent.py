@@ -163,6 +163,47 @@ def test_one_update_steps_each_optimiser_once_and_targets_move_by_tau(state):
     assert float(metrics["entropy_weight"]) == pytest.approx(0.02)
 
 
+def stack(*batches):
+    return jax.tree.map(lambda *x: jnp.stack(x), *batches)
+
+
+def test_delayed_update_with_one_critic_update_is_the_reference_update(state):
+    batch, key = make_batch(jax.random.PRNGKey(1)), jax.random.PRNGKey(2)
+    ref, ref_metrics = jax.jit(agent.update)(state, batch, key)
+    new, metrics = jax.jit(agent.delayed_update)(state, stack(batch), key)
+    for x, y in zip(jax.tree.leaves(ref), jax.tree.leaves(new)):
+        np.testing.assert_array_equal(x, y)
+    assert metrics.keys() == ref_metrics.keys()
+    for k in metrics:
+        np.testing.assert_array_equal(metrics[k], ref_metrics[k])
+
+
+def test_delayed_update_steps_the_critic_d_times_and_the_actor_once(state):
+    d, tau = 3, SMALL.tau
+    batches = stack(*(make_batch(k) for k in jax.random.split(jax.random.PRNGKey(3), d)))
+    new, metrics = jax.jit(agent.delayed_update)(state, batches, jax.random.PRNGKey(4))
+    assert int(new.step) == d
+    assert int(new.critic_opt_state[1].count) == d and int(new.actor_opt_state[1].count) == 1
+    # The actor target takes one Polyak step, towards the actor after its one update.
+    expected = jax.tree.map(lambda o, n: o + tau * (n - o), state.actor_params, new.actor_params)
+    leaves_close(new.actor_target_params, expected, rtol=1e-5, atol=1e-8)
+    # The critic target took d steps: it is no longer one step from the start towards the end.
+    one_step = jax.tree.map(lambda o, n: o + tau * (n - o), state.critic_params,
+                            new.critic_params)
+    gap = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new.critic_target_params,
+                       one_step)
+    assert max(jax.tree.leaves(gap)) > 1e-6
+    # The same d critic steps alone (critic_update + its Polyak step) give the same critic.
+    st = state
+    for i, k in enumerate(jax.random.split(jax.random.PRNGKey(4), d + 1)[:d]):
+        st, _ = agent.critic_update(st, jax.tree.map(lambda x: x[i], batches), k)
+        st = st.replace(critic_target_params=jax.tree.map(
+            lambda t, o: t + tau * (o - t), st.critic_target_params, st.critic_params))
+    leaves_close(new.critic_params, st.critic_params, rtol=1e-5, atol=1e-6)
+    leaves_close(new.critic_target_params, st.critic_target_params, rtol=1e-5, atol=1e-6)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
 def test_critic_td_error_falls_on_a_fixed_batch(state):
     batch = make_batch(jax.random.PRNGKey(5))
     st = state.replace(hparams={**state.hparams, "critic_lr": jnp.float32(1e-3)})

@@ -32,6 +32,8 @@ def test_reference_defaults():
     ({"diffusion_steps": 2.5}, "diffusion_steps"),
     ({"start_steps": -3}, "start_steps"),
     ({"replay_size": 8, "num_envs": 16}, "replay_size"),
+    ({"critic_updates_per_actor": 0}, "critic_updates_per_actor"),
+    ({"updates_per_step": 6, "critic_updates_per_actor": 4}, "updates_per_step"),
 ])
 def test_validation_names_the_field(changes, field):
     with pytest.raises(ValueError, match=field):

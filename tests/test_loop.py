@@ -73,6 +73,17 @@ def test_warm_up_uses_uniform_actions_and_no_updates(trainer):
     assert actions.min() < -0.5 and actions.max() > 0.5  # spread over [-1, 1]
 
 
+def test_critic_updates_per_actor_runs_d_critic_steps_per_actor_step():
+    tr = Trainer(TINY.replace(updates_per_step=4, critic_updates_per_actor=2), "pendulum_swingup")
+    state = jax.jit(tr.init)(jax.random.PRNGKey(0))
+    state, metrics = jax.jit(tr.run_chunk)(state)
+    # One updating vector step (the 4th): 4 critic updates in 2 groups, each ending in an actor one.
+    assert int(metrics["updates"]) == 4 == int(state.agent.step)
+    assert int(state.agent.critic_opt_state[1].count) == 4
+    assert int(state.agent.actor_opt_state[1].count) == 2
+    assert np.isfinite(float(metrics["loss/actor"])) and np.isfinite(float(metrics["loss/critic"]))
+
+
 def test_batch_larger_than_first_update_buffer_is_rejected():
     with pytest.raises(ValueError, match="batch_size \\(64\\) exceeds the 16 transitions"):
         Trainer(TINY.replace(batch_size=64), "pendulum_swingup")

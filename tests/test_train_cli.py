@@ -71,3 +71,18 @@ def test_module_entry_point_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "qvpo_mjx.train", "--help"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--num-envs" in proc.stdout and "--preset" in proc.stdout
+
+
+def test_gpu_preset_keeps_its_update_to_data_ratio_when_num_envs_changes():
+    ratio = train.PRESETS["gpu"]["update_to_data"]
+    base = train.preset_config("gpu")
+    assert base.updates_per_step == round(ratio * base.num_envs)
+    assert train.preset_config("gpu", {"num_envs": 1024}).updates_per_step == round(ratio * 1024)
+    assert train.preset_config("gpu", {"num_envs": 8}).updates_per_step >= 1
+    # An explicit count wins; presets without a ratio keep their own count.
+    assert train.preset_config("gpu", {"num_envs": 1024, "updates_per_step": 6}).updates_per_step == 6
+    cpu = train.preset_config("cpu", {"num_envs": 64})
+    assert cpu.updates_per_step == train.PRESETS["cpu"]["config"]["updates_per_step"]
+    # The parsed command goes through the same rule.
+    args = train.build_parser().parse_args(["--preset", "gpu", "--num-envs", "512"])
+    assert train.resolve(args)[0].updates_per_step == round(ratio * 512)

@@ -1,18 +1,26 @@
-"""Named tasks: the paper's MuJoCo locomotion tasks and cheap CPU tasks, all on MJX through Brax."""
+"""Named tasks, all on MJX: the paper's locomotion tasks and cheap CPU tasks through Brax (family
+"brax"), MuJoCo Playground's DM Control Suite (family "playground", imported only when one is built)
+and tasks added from user code with :func:`register` (family "user")."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import mujoco
-from brax.envs.base import PipelineEnv, State
+from brax.envs.base import Env, PipelineEnv, State
 from brax.io import mjcf
+from mujoco import mjx
+
+from envs import _quiet, playground
+from envs.playground import PlaygroundAdapter
 
 _HERE = Path(__file__).resolve().parent
 
@@ -62,14 +70,24 @@ def _brax(name: str) -> Callable[..., PipelineEnv]:
     return build
 
 
+FAMILIES = ("brax", "playground", "user")
+
+
 @dataclasses.dataclass(frozen=True)
 class EnvSpec:
-    """How to build a task, and the MJX solver settings it gets by default."""
+    """How to build a task, and the MJX solver settings it gets by default.
 
-    build: Callable[..., PipelineEnv]
+    ``build(**options)`` returns a Brax ``Env`` (``brax`` family, and ``user`` tasks built as one)
+    or a Playground-style env, which ``make`` wraps in ``PlaygroundAdapter``. ``options`` are the
+    task's default ``build`` options, under those given to ``make``.
+    """
+
+    build: Callable[..., Any]
     iterations: int | None = None  # None: as the task ships
     ls_iterations: int | None = None
     description: str = ""
+    family: str = "brax"  # "brax", "playground" or "user"
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # Solver defaults for the contact tasks: benchmarks/results/env_settings.json has the speed and
@@ -92,19 +110,70 @@ _REGISTRY: dict[str, EnvSpec] = {
     "pendulum_swingup": EnvSpec(PendulumSwingup,
                                 description="ours: pendulum swing-up and balance (MJCF in envs/)"),
 }
+# MuJoCo Playground's DM Control Suite, under Playground's names, with the MJX solver settings
+# each task's MJCF ships (its MJX model is the env's own, so envs.make can't change them).
+_REGISTRY.update({
+    name: EnvSpec(functools.partial(playground.load, name), description=description,
+                  family="playground")
+    for name, description in playground.PLAYGROUND_TASKS.items()
+})
 
 
-def names() -> list[str]:
-    return sorted(_REGISTRY)
+def names(family: str | None = None) -> list[str]:
+    """Every registered task name, sorted (Playground's CamelCase names sort before Brax's
+    lower-case ones); only those of ``family`` when given."""
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}")
+    return sorted(n for n, s in _REGISTRY.items() if family is None or s.family == family)
 
 
 def spec(name: str) -> EnvSpec:
+    """The registered ``EnvSpec`` of ``name``; ValueError listing the known names if none."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown env {name!r}; known envs: {', '.join(names())}")
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"unknown env {name!r}{hint}; known envs: {', '.join(names())}")
     return _REGISTRY[name]
 
 
 _SOLVER_OPTIONS = ("iterations", "ls_iterations")
+
+
+def _check_solver_option(key: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise ValueError(f"{key} must be a positive integer or None, got {value!r}")
+
+
+def register(name: str, builder: Callable[..., Any], *, description: str = "",
+             iterations: int | None = None, ls_iterations: int | None = None,
+             **options: Any) -> EnvSpec:
+    """Add a task from user code; ``envs.make(name)`` then builds it (and ``--env name`` of the
+    train command accepts it, in a process that registered it before parsing).
+
+    ``builder(**options)`` returns one unbatched env: an MJX Brax ``Env`` (a ``PipelineEnv``, whose
+    ``sys.opt`` takes ``iterations`` / ``ls_iterations``), or a Playground-style env
+    (``reset(rng) -> State(data, obs, reward, done, metrics, info)``, ``step``, ``action_size``,
+    ``mjx_model``), which ``make`` wraps in ``PlaygroundAdapter``: its actions must be in [-1, 1]
+    as given, and a dict observation is flattened in sorted key order. ``options`` here are the
+    task's defaults, under those given to ``make``; ``iterations`` / ``ls_iterations`` are its
+    default MJX solver settings (None: as the env ships; Brax-style envs only).
+
+    Raises ValueError when ``name`` is taken (every name, of any family, stays as registered).
+    """
+    if not isinstance(name, str) or not name or name != name.strip():
+        raise ValueError(f"env name must be a non-empty string without outer spaces, got {name!r}")
+    if name in _REGISTRY:
+        raise ValueError(f"env name {name!r} is already registered ({_REGISTRY[name].family}: "
+                         f"{_REGISTRY[name].description or 'no description'}); choose another")
+    if not callable(builder):
+        raise TypeError(f"register({name!r}): builder must be callable, got {builder!r}")
+    _check_solver_option("iterations", iterations)
+    _check_solver_option("ls_iterations", ls_iterations)
+    _options_key(name, options)  # hashable, or a clear error now rather than at make
+    s = EnvSpec(builder, iterations, ls_iterations, description, family="user",
+                options=dict(options))
+    _REGISTRY[name] = s
+    return s
 
 
 @contextlib.contextmanager
@@ -123,33 +192,71 @@ def _model_on_a_local_device():
         jax.devices = devices
 
 
+def _as_env(env: Any, name: str) -> Env:
+    """A Brax ``Env`` as is; a Playground-style env wrapped in ``PlaygroundAdapter``; anything else
+    a TypeError naming the task."""
+    if isinstance(env, Env):
+        return env
+    if all(hasattr(env, a) for a in ("reset", "step", "action_size", "mjx_model")):
+        return PlaygroundAdapter(env, name)
+    raise TypeError(f"env {name!r}: its builder returned {type(env).__name__}, which is neither a "
+                    f"Brax Env nor a Playground-style env (reset, step, action_size, mjx_model)")
+
+
 @functools.lru_cache(maxsize=None)
-def _make_cached(name: str, options: tuple[tuple[str, Any], ...]) -> PipelineEnv:
+def _make_cached(name: str, options: tuple[tuple[str, Any], ...]) -> Env:
     s = spec(name)
     opts = dict(options)
     solver = {k: opts.pop(k, getattr(s, k)) for k in _SOLVER_OPTIONS}
-    with _model_on_a_local_device():
-        env = s.build(**opts)
-    replace = {f"opt.{k}": int(v) for k, v in solver.items() if v is not None}
-    if replace:
-        env.sys = env.sys.tree_replace(replace)
+    solver = {k: v for k, v in solver.items() if v is not None}
+    if solver and s.family == "playground":
+        raise ValueError(_no_solver_options(name, s.family))
+    with _model_on_a_local_device(), _quiet.brax_unmaintained_ignored():
+        env = _as_env(s.build(**opts), name)
+    if solver:
+        if not isinstance(getattr(env, "sys", None), mjx.Model):
+            raise ValueError(_no_solver_options(name, s.family))
+        env.sys = env.sys.tree_replace({f"opt.{k}": int(v) for k, v in solver.items()})
     return env
 
 
-def make(name: str, **options: Any) -> PipelineEnv:
-    """One unbatched MJX env by name; ``options`` go to its constructor, except the MJX solver
-    settings ``iterations`` and ``ls_iterations`` (None keeps what the task ships).
+def _no_solver_options(name: str, family: str) -> str:
+    return (f"env {name!r} ({family}): iterations / ls_iterations apply to Brax envs only; a "
+            f"Playground env's MJX model is its own, so it runs with the solver settings it ships "
+            f"(envs.solver_settings(envs.make({name!r})) shows them)")
 
-    The same name and options return the same object, so jitted code that closes over it is reused.
+
+def _options_key(name: str, options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    key = tuple(sorted(options.items()))
+    try:
+        hash(key)
+    except TypeError:
+        raise ValueError(f"env {name!r}: options must be hashable (envs are cached by name and "
+                         f"options), got {dict(options)!r}") from None
+    return key
+
+
+def make(name: str, **options: Any) -> Env:
+    """One unbatched MJX env (a Brax ``Env``, actions in [-1, 1]) by name.
+
+    ``options`` go to the task's builder: constructor arguments for Brax tasks, Playground config
+    overrides for Playground tasks (e.g. ``ctrl_dt=0.02``; an unknown key fails in Playground),
+    over the task's registered defaults. Except ``iterations`` and ``ls_iterations``, the MJX
+    solver settings, which apply to Brax envs (None keeps what the task ships) and are refused for
+    Playground ones. The same name and options return the same object, so jitted code that closes
+    over it is reused.
     """
-    spec(name)  # the unknown-name error, before anything is built
+    s = spec(name)  # the unknown-name error, before anything is built
     for k, v in options.items():
-        if k in _SOLVER_OPTIONS and v is not None and (not isinstance(v, int) or v <= 0):
-            raise ValueError(f"{k} must be a positive integer or None, got {v!r}")
-    return _make_cached(name, tuple(sorted(options.items())))
+        if k in _SOLVER_OPTIONS:
+            _check_solver_option(k, v)
+    return _make_cached(name, _options_key(name, {**s.options, **options}))
 
 
-def solver_settings(env: PipelineEnv) -> dict[str, int]:
-    opt = env.sys.opt
+def solver_settings(env: Env) -> dict[str, int | str]:
+    """The MJX solver settings ``env`` runs with (a Brax env's ``sys.opt`` or an adapted
+    Playground env's ``mjx_model.opt``)."""
+    model = env.sys if hasattr(env, "sys") else env.mjx_model
+    opt = model.opt
     return {"iterations": int(opt.iterations), "ls_iterations": int(opt.ls_iterations),
             "solver": str(mujoco.mjtSolver(int(opt.solver)).name)}

@@ -3,13 +3,18 @@
 Unlike Brax's training wrappers, ``step`` hands back the true next observation of an episode that
 just ended (not the reset one), and separate ``terminated`` / ``truncated`` flags, so the TD target
 can bootstrap through time limits. Resets draw a fresh random initial state, and only run when some
-environment finished (``lax.cond``), so the common step pays no reset.
+environment finished (``lax.cond``), so the common step pays no reset. The env is a Brax ``Env``;
+Playground tasks reach it through ``envs.PlaygroundAdapter``, whose ``step`` never resets, so the
+same promises hold for both families.
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from brax.envs.base import Env, State
 from flax import struct
 
@@ -27,7 +32,7 @@ def _strong(tree):
 
 @struct.dataclass
 class EnvState:
-    inner: State  # Brax state, every leaf with leading axis N
+    inner: State  # Brax state (Playground's adapted to it), every leaf with leading axis N
     episode_step: jax.Array  # (N,) int32, steps taken in the current episode
     episode_return: jax.Array  # (N,) float32, reward summed in the current episode
     key: jax.Array  # PRNG key for resets
@@ -64,13 +69,24 @@ class VecEnv:
         self.num_envs = int(num_envs)
         self.episode_length = int(episode_length)
 
-    @property
+    # Read once per VecEnv (Brax computes observation_size by running a reset) and checked: the
+    # agent needs one flat observation vector.
+    @functools.cached_property
     def observation_size(self) -> int:
-        return int(self.env.observation_size)
+        return self._size("observation_size")
 
-    @property
+    @functools.cached_property
     def action_size(self) -> int:
-        return int(self.env.action_size)
+        return self._size("action_size")
+
+    def _size(self, what: str) -> int:
+        size = getattr(self.env, what)
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+            raise TypeError(
+                f"VecEnv needs a positive int {what}, got {size!r} from {type(self.env).__name__}; "
+                f"a dict observation must be flattened first (envs.PlaygroundAdapter does it for "
+                f"Playground-style envs)")
+        return int(size)
 
     def _reset_inner(self, key: jax.Array) -> State:
         return _strong(jax.vmap(self.env.reset)(jax.random.split(key, self.num_envs)))
@@ -82,12 +98,16 @@ class VecEnv:
                         episode_step=jnp.zeros((self.num_envs,), jnp.int32),
                         episode_return=jnp.zeros((self.num_envs,), jnp.float32), key=k_next)
 
-    def step(self, state: EnvState, action: jax.Array,
-             auto_reset: bool = True) -> tuple[EnvState, StepResult]:
+    def step(self, state: EnvState, action: jax.Array, auto_reset: bool = True,
+             reset_axis: str | None = None) -> tuple[EnvState, StepResult]:
         """action (N, d) in [-1, 1] -> (next state, what happened).
 
         ``auto_reset=False`` leaves finished episodes where they ended (evaluation runs each
         episode once and masks what follows), and saves compiling the reset.
+        ``reset_axis``: inside a ``vmap`` over that axis (seeds), the reset runs when an
+        episode ended in any of its members, so the decision is one unbatched value and the
+        ``lax.cond`` stays a branch (a batched predicate turns it into a select that resets
+        every step).
         """
         inner = _strong(jax.vmap(self.env.step)(state.inner, action))
         # MJX can diverge to non-finite states (seen on inverted_double_pendulum); such a step
@@ -114,7 +134,10 @@ class VecEnv:
             return jax.tree.map(pick, fresh, inner)
 
         if auto_reset:
-            inner = jax.lax.cond(jnp.any(done > 0), reset_done, lambda inner: inner, inner)
+            any_done = jnp.any(done > 0)
+            if reset_axis is not None:
+                any_done = jax.lax.psum(any_done.astype(jnp.int32), reset_axis) > 0
+            inner = jax.lax.cond(any_done, reset_done, lambda inner: inner, inner)
         keep = 1 - done.astype(jnp.int32)
         new_state = EnvState(inner=inner, episode_step=episode_step * keep,
                              episode_return=episode_return * (1.0 - done), key=key)

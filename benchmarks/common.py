@@ -24,7 +24,7 @@ def cpu_model() -> str:
 
 
 def machine_info() -> dict:
-    from qvpo_mjx.train import package_versions
+    from qvpo_mjx.rundir import package_versions
 
     versions = package_versions()
     devices = jax.devices()

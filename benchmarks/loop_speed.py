@@ -26,7 +26,8 @@ from common import machine_info, write_result  # noqa: E402
 from qvpo_mjx import agent, replay  # noqa: E402
 from qvpo_mjx.config import QVPOConfig  # noqa: E402
 from qvpo_mjx.loop import Trainer  # noqa: E402
-from qvpo_mjx.train import PRESETS, preset_config, train  # noqa: E402
+from qvpo_mjx.presets import PRESETS, preset_config  # noqa: E402
+from qvpo_mjx.train import train  # noqa: E402
 
 
 def timed_scan(step_fn, state, length: int, repeats: int) -> tuple[float, float]:
@@ -44,8 +45,14 @@ def timed_scan(step_fn, state, length: int, repeats: int) -> tuple[float, float]
     return best, compile_s
 
 
-def bench(env_name: str, num_envs: int, steps: int, repeats: int, preset: str = "cpu") -> dict:
-    base = preset_config(preset, {"num_envs": num_envs})  # updates per step follow the preset
+PARTS = ("physics", "acting", "loop")
+
+
+def bench(env_name: str, num_envs: int, steps: int, repeats: int, preset: str = "cpu",
+          parts: tuple[str, ...] = PARTS, overrides: dict | None = None) -> dict:
+    """Rates of the ``parts`` (of :data:`PARTS`) for one env and N, networks from ``preset``
+    with ``overrides``."""
+    base = preset_config(preset, {"num_envs": num_envs, **(overrides or {})})
     warmup = max(base.batch_size, num_envs)
     cfg = base.replace(start_steps=warmup, eval_interval=num_envs,
                        replay_size=max(PRESETS[preset]["config"].get("replay_size", 0),
@@ -53,9 +60,10 @@ def bench(env_name: str, num_envs: int, steps: int, repeats: int, preset: str = 
     trainer = Trainer(cfg, env_name)
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
     vec, N, d = trainer.vec, num_envs, trainer.vec.action_size
-    # Run the warm-up, so the timed loop acts with the policy and updates every vector step.
-    state = jax.jit(lambda s: jax.lax.scan(lambda c, _: trainer.vector_step(c), s, None,
-                                           -(-warmup // N))[0])(state)
+    if "loop" in parts:
+        # Run the warm-up, so the timed loop acts with the policy and updates every vector step.
+        state = jax.jit(lambda s: jax.lax.scan(lambda c, _: trainer.vector_step(c), s, None,
+                                               -(-warmup // N))[0])(state)
 
     def physics(c):
         env_state, key = c
@@ -78,12 +86,15 @@ def bench(env_name: str, num_envs: int, steps: int, repeats: int, preset: str = 
         ("acting", acting, (state.env, state.replay, state.key)),
         ("loop", lambda s: trainer.vector_step(s)[0], state),
     ]:
+        if name not in parts:
+            continue
         seconds, compile_s = timed_scan(fn, init, steps, repeats)
         rows[name] = {"env_steps_per_s": N * steps / seconds, "compile_s": compile_s,
-                      "timed_env_steps": N * steps}
+                      "timed_env_steps": N * steps, "seconds_per_vector_step": seconds / steps}
     for name in ("acting", "loop"):
-        rows[name]["share_of_physics"] = (rows[name]["env_steps_per_s"]
-                                          / rows["physics"]["env_steps_per_s"])
+        if name in rows and "physics" in rows:
+            rows[name]["share_of_physics"] = (rows[name]["env_steps_per_s"]
+                                              / rows["physics"]["env_steps_per_s"])
     rows["updates_per_step"] = cfg.updates_per_step
     return rows
 

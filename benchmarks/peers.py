@@ -38,7 +38,7 @@ from common import machine_info, write_result  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from qvpo_mjx.train import CURVE_KEYS, package_versions, save_curve, save_json  # noqa: E402
+from qvpo_mjx.rundir import CURVE_KEYS, package_versions, save_curve, save_json  # noqa: E402
 
 ALGOS = ("sac", "ppo")
 EPISODE_LENGTH = 1000

@@ -2,7 +2,7 @@
 
     python benchmarks/scale_out.py              # seeds S in 1 2 4 8, then devices 1 and 2
     python benchmarks/scale_out.py --quick      # seeds S in 1 2 4, no learning comparison
-    python benchmarks/scale_out.py --part seeds # or devices
+    python benchmarks/scale_out.py --part seeds # or devices, or warmup
 
 Seeds (one process, one device): the CPU preset on inverted_pendulum; ``--chunks`` chunks of
 2,000 env steps per seed, the first with the warm-up. Batched: one program of S seeds
@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 
 def preset_config(**changes):
     from qvpo_mjx.config import QVPOConfig
-    from qvpo_mjx.train import PRESETS
+    from qvpo_mjx.presets import PRESETS
     return QVPOConfig(**{**PRESETS["cpu"]["config"], **changes})
 
 
@@ -91,6 +91,34 @@ def seeds_part(sizes: list[int], chunks: int) -> dict:
             "rows": rows}
 
 
+def warmup_part(seeds: int, chunks: int) -> dict:
+    """S seeds in one program during warm-up (uniform actions, no updates) should cost S
+    acting steps per env step, not the updates their results then discard: a batched predicate
+    under vmap turns the warm-up and reset branches into selects that run both sides. Times
+    ``chunks`` warm-up chunks and ``chunks`` updating chunks of the CPU preset for 1 and S seeds
+    (compile apart)."""
+    from qvpo_mjx.loop import Trainer
+    out = {"env": "inverted_pendulum", "preset": "cpu", "chunks": chunks, "rows": []}
+    for S in (1, seeds):
+        # start_steps past the timed chunks: all of them are warm-up.
+        warm = Trainer(preset_config(num_devices=1, num_seeds=S, start_steps=10 ** 9), "inverted_pendulum")
+        state, run, compile_s = compile_and_first(warm, list(range(S)))
+        _, warm_s = run_chunks(warm, state, run, chunks)
+        upd = Trainer(preset_config(num_devices=1, num_seeds=S), "inverted_pendulum")
+        state, run, _ = compile_and_first(upd, list(range(S)))
+        state, _ = run_chunks(upd, state, run, 1)  # past the warm-up
+        _, upd_s = run_chunks(upd, state, run, chunks)
+        row = {"seeds": S, "warmup_chunk_s": round(warm_s / chunks, 3),
+               "updating_chunk_s": round(upd_s / chunks, 3), "compile_s": round(compile_s, 2)}
+        print(json.dumps(row), flush=True)
+        out["rows"].append(row)
+    one, many = out["rows"]
+    out["warmup_cost_of_S_seeds_over_S_x_one"] = round(
+        many["warmup_chunk_s"] / (seeds * one["warmup_chunk_s"]), 3)
+    out["warmup_over_updating_S_seeds"] = round(many["warmup_chunk_s"] / many["updating_chunk_s"], 3)
+    return out
+
+
 def devices_child(D: int, chunks: int, learn: bool) -> dict:
     """Runs in a process started with D forced host devices."""
     import jax
@@ -142,7 +170,7 @@ def devices_part(chunks: int, learn: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--part", choices=["seeds", "devices", "all"], default="all")
+    parser.add_argument("--part", choices=["seeds", "devices", "warmup", "all"], default="all")
     parser.add_argument("--chunks", type=int, default=2, help="timed chunks per seed")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(HERE / "results" / "scale_out.json"))
@@ -156,6 +184,8 @@ def main() -> None:
         result["seeds"] = seeds_part([1, 2, 4] if args.quick else [1, 2, 4, 8], args.chunks)
     if args.part in ("devices", "all"):
         result["devices"] = devices_part(args.chunks, learn=not args.quick)
+    if args.part in ("warmup", "all"):
+        result["warmup"] = warmup_part(4, args.chunks)
     write_result(args.out, result)
 
 

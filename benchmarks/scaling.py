@@ -88,7 +88,8 @@ REGIMES = ("reference", "naive", "utd", "half", "quarter", "wide", "half_wide", 
 def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
             seed: int = 0) -> dict | None:
     from qvpo_mjx.config import QVPOConfig
-    from qvpo_mjx.train import PRESETS, train
+    from qvpo_mjx.presets import PRESETS
+    from qvpo_mjx.train import train
     base = dict(PRESETS["cpu"]["config"])
     changes = regime(name, N, base)
     if changes is None:

@@ -24,7 +24,7 @@ from common import machine_info, write_result  # noqa: E402
 import peers  # noqa: E402
 
 from qvpo_mjx.config import QVPOConfig  # noqa: E402
-from qvpo_mjx.train import PRESETS  # noqa: E402
+from qvpo_mjx.presets import PRESETS  # noqa: E402
 
 # Threshold: the task's maximum is about 9350-9360 (9.35 per step for 1000 steps).
 DEFAULTS = {"inverted_double_pendulum": 9300.0, "inverted_pendulum": 1000.0}

@@ -111,16 +111,24 @@ def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) ->
 
 def sample_candidates(state: AgentState, actor_params: Params, obs: jax.Array, key: jax.Array,
                       num_samples: int, noise_ratio: jax.Array | float) -> jax.Array:
-    """K actions per state from the diffusion actor: obs (B, o) -> (B, K, d) in [-1, 1].
+    """K actions per state from the diffusion actor: obs (B, o) -> (B, K, d) in [-1, 1]."""
+    B, T, d = obs.shape[0], state.schedule.num_steps, state.action_size
+    k_start, k_noise = jax.random.split(key)
+    x_T = jax.random.normal(k_start, (B, num_samples, d))
+    noise = jax.random.normal(k_noise, (T, B, num_samples, d))
+    return denoise(state, actor_params, obs, x_T, noise, noise_ratio)
+
+
+def denoise(state: AgentState, actor_params: Params, obs: jax.Array, x_T: jax.Array,
+            noise: jax.Array, noise_ratio: jax.Array | float) -> jax.Array:
+    """The reverse chain from given draws: obs (B, o), x_T (B, K, d), noise (T, B, K, d)
+    (``noise[i]`` at step t = T-1-i) -> candidates (B, K, d) in [-1, 1].
 
     The first layer's state and time parts are computed once per state and once per step (see
     :class:`NoiseNet`), so each candidate-step pays only for its own action's share of it.
     """
     net, schedule = state.actor, state.schedule
-    B, T, d = obs.shape[0], schedule.num_steps, state.action_size
-    k_start, k_noise = jax.random.split(key)
-    x_T = jax.random.normal(k_start, (B, num_samples, d))
-    noise = jax.random.normal(k_noise, (T, B, num_samples, d))
+    T = schedule.num_steps
     state_part = net.apply(actor_params, obs, method=NoiseNet.state_part)[:, None, :]  # (B, 1, H)
     time_part = net.apply(actor_params, jnp.arange(T), method=NoiseNet.time_part)  # (T, H)
 
@@ -195,14 +203,23 @@ Q_TRANSFORM_FNS: dict[str, QTransform] = {
 
 
 def entropy_weight(hparams: dict[str, jax.Array], env_steps: jax.Array) -> jax.Array:
-    """min(w0, max(w_final, w0 (1 - env_steps / total_steps))), from traced values."""
+    """min(w0, max(w_final, w0 (1 - env_steps / horizon))), from traced values; the horizon is
+    ``entropy_decay_steps``, or ``total_steps`` where that is 0 (the reference)."""
     w0 = hparams["entropy_weight"]
-    decayed = w0 * (1.0 - env_steps.astype(jnp.float32) / hparams["total_steps"])
+    horizon = jnp.where(hparams["entropy_decay_steps"] > 0, hparams["entropy_decay_steps"],
+                        hparams["total_steps"])
+    decayed = w0 * (1.0 - env_steps.astype(jnp.float32) / horizon)
     return jnp.minimum(w0, jnp.maximum(hparams["entropy_weight_final"], decayed))
 
 
 # --------------------------------------------------------------------------------------------
 # Losses
+
+
+def td_target(state: AgentState, batch: Transition, next_q: jax.Array) -> jax.Array:
+    """y = r + gamma (1 - terminated) next_q, all (B,); no gradient flows through it."""
+    return jax.lax.stop_gradient(
+        batch.reward + state.hparams["gamma"] * (1.0 - batch.terminated) * next_q)
 
 
 def critic_loss(state: AgentState, critic_params: Params, batch: Transition,
@@ -236,12 +253,25 @@ def actor_loss(state: AgentState, actor_params: Params, obs: jax.Array, actions:
                weights: jax.Array, ent_weight: jax.Array, key: jax.Array) -> jax.Array:
     """The Q-weighted variational loss with the diffusion entropy term.
 
-    obs (B, o); actions (B, c, d); weights (B, c). Mean over all B c (1 + E) samples of
-    :func:`loss_samples` and the d dims of weight * (eps_theta(x_t, t, s) - eps)^2.
+    obs (B, o); actions (B, c, d); weights (B, c). Draws the samples of :func:`loss_samples`
+    from ``key`` and returns :func:`actor_loss_from_samples`.
+    """
+    samples = loss_samples(key, actions, weights, ent_weight, state.config.entropy_samples,
+                           state.schedule.num_steps)
+    return actor_loss_from_samples(state, actor_params, obs, *samples, ent_weight)
+
+
+def actor_loss_from_samples(state: AgentState, actor_params: Params, obs: jax.Array,
+                            x0: jax.Array, w: jax.Array, t: jax.Array, eps: jax.Array,
+                            ent_weight: jax.Array) -> jax.Array:
+    """sum of w (eps_theta(x_t, t, s) - eps)^2 over samples and the d action dims, divided by
+    d x the number of samples: B c (1 + E) with the entropy term, B c without it.
+
+    obs (B, o); x0, eps (B, c, 1 + E, d) (slot 0 the chosen action); w, t (B, c, 1 + E). At
+    entropy weight 0 the reference leaves the E uniform samples out of the loss, so their
+    (zero-weight) rows must not count in the mean either: the loss keeps the reference's scale.
     """
     net, schedule = state.actor, state.schedule
-    x0, w, t, eps = loss_samples(key, actions, weights, ent_weight,
-                                 state.config.entropy_samples, schedule.num_steps)
     x_t = diffusion.q_sample(schedule, x0, t, eps)
     # Every sample of a state shares its state part of the first layer, and every sample at step t
     # its time part: compute each once and gather (exact, and the gradient flows through both).
@@ -249,9 +279,10 @@ def actor_loss(state: AgentState, actor_params: Params, obs: jax.Array, actions:
     base = (net.apply(actor_params, obs, method=NoiseNet.state_part)[:, None, None, :]
             + time_part[t])
     pred = net.apply(actor_params, x_t, base, method=NoiseNet.trunk)
-    d = actions.shape[-1]
+    B, c, n, d = x0.shape
+    samples = jnp.where(ent_weight > 0, B * c * n, B * c)
     return diffusion.weighted_denoising_loss(pred.reshape(-1, d), eps.reshape(-1, d),
-                                             w.reshape(-1))
+                                             w.reshape(-1), samples)
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,12 +306,15 @@ def _pmean(tree, axis_name: str | None):
 
 
 def score_stats(scores: jax.Array, axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
-    """Mean and std of all scores (any shape); with ``axis_name``, of every device's scores
-    together (equal shares, so pooled first and second moments are exact)."""
+    """Mean and (unbiased, n - 1: the reference's ``torch.std``) std of all scores (any shape);
+    with ``axis_name``, of every device's scores together (equal shares, so pooled first and
+    second moments are exact)."""
     if axis_name is None:
-        return jnp.mean(scores), jnp.std(scores)
+        return jnp.mean(scores), jnp.std(scores, ddof=1)
     mean, second = _pmean((jnp.mean(scores), jnp.mean(jnp.square(scores))), axis_name)
-    return mean, jnp.sqrt(jnp.maximum(second - jnp.square(mean), 0.0))
+    n = scores.size * jax.lax.psum(1, axis_name)
+    var = jnp.maximum(second - jnp.square(mean), 0.0) * n / (n - 1)
+    return mean, jnp.sqrt(var)
 
 
 def critic_update(state: AgentState, batch: Transition, key: jax.Array,
@@ -293,7 +327,7 @@ def critic_update(state: AgentState, batch: Transition, key: jax.Array,
     hp = state.hparams
     _, next_q = select_action(state, state.actor_target_params, state.critic_target_params,
                               batch.next_obs, key, state.config.target_samples, hp["noise_ratio"])
-    target = jax.lax.stop_gradient(batch.reward + hp["gamma"] * (1.0 - batch.terminated) * next_q)
+    target = td_target(state, batch, next_q)
     (loss, q), grads = jax.value_and_grad(
         lambda p: critic_loss(state, p, batch, target), has_aux=True)(state.critic_params)
     grads = _pmean(grads, axis_name)
@@ -340,45 +374,58 @@ def actor_update(state: AgentState, obs: jax.Array, key: jax.Array,
                          q_std=q_std), metrics
 
 
+def critic_step(state: AgentState, batch: Transition, key: jax.Array,
+                axis_name: str | None = None) -> tuple[AgentState, Metrics]:
+    """:func:`critic_update`, then the critic target's Polyak step; counts one update."""
+    state, metrics = critic_update(state, batch, key, axis_name)
+    return state.replace(
+        critic_target_params=_polyak(state.critic_target_params, state.critic_params,
+                                     state.hparams["tau"]),
+        step=state.step + 1), metrics
+
+
+def actor_step(state: AgentState, obs: jax.Array, key: jax.Array,
+               axis_name: str | None = None) -> tuple[AgentState, Metrics]:
+    """:func:`actor_update` on states obs (B, o), then the actor target's Polyak step."""
+    state, metrics = actor_update(state, obs, key, axis_name)
+    return state.replace(actor_target_params=_polyak(
+        state.actor_target_params, state.actor_params, state.hparams["tau"])), metrics
+
+
 def update(state: AgentState, batch: Transition, key: jax.Array,
-           axis_name: str | None = None) -> tuple[AgentState, Metrics]:
+           axis_name: str | None = None, actor_obs: jax.Array | None = None
+           ) -> tuple[AgentState, Metrics]:
     """One QVPO update in the reference order: critic, then the actor scored by the updated
     critic, then both targets. batch: (B,) transitions. Returns (state, scalar metrics).
+
+    ``actor_obs`` (B, o): the actor's states. The reference samples the replay buffer a second
+    time for them (an independent batch), and the training loop does the same; None uses
+    ``batch.obs``.
+
+    The critic target moves before the actor update here; the actor update reads only the
+    online critic, so this is the reference's order in every value.
 
     ``axis_name``: data-parallel over that ``shard_map`` axis; batch is this device's B / D
     transitions, gradients and Q statistics are averaged, so every device keeps the same
     parameters and the step equals one on the whole batch. Metrics stay per device."""
     k_critic, k_actor = jax.random.split(key)
-    state, critic_metrics = critic_update(state, batch, k_critic, axis_name)
-    state, actor_metrics = actor_update(state, batch.obs, k_actor, axis_name)
-    tau = state.hparams["tau"]
-    state = state.replace(
-        actor_target_params=_polyak(state.actor_target_params, state.actor_params, tau),
-        critic_target_params=_polyak(state.critic_target_params, state.critic_params, tau),
-        step=state.step + 1)
+    state, critic_metrics = critic_step(state, batch, k_critic, axis_name)
+    state, actor_metrics = actor_step(
+        state, batch.obs if actor_obs is None else actor_obs, k_actor, axis_name)
     return state, {**critic_metrics, **actor_metrics}
 
 
 def delayed_update(state: AgentState, batches: Transition, key: jax.Array,
-                   axis_name: str | None = None) -> tuple[AgentState, Metrics]:
-    """``critic_updates_per_actor`` = d critic updates, each followed by its target's Polyak
-    step, then one actor update (on the last batch's states) and the actor target's step.
-    batches: (d, B) transitions. With d = 1 it equals :func:`update`: the actor step reads the
-    online critic only, so moving the critic target first changes nothing. Returns the state and
-    scalar metrics (critic ones averaged over the d updates)."""
-    d = batches.reward.shape[0]
-    keys = jax.random.split(key, d + 1)  # critic keys first, as update splits them
-    tau = state.hparams["tau"]
-
-    def critic_step(s, xs):
-        s, metrics = critic_update(s, *xs, axis_name)
-        s = s.replace(
-            critic_target_params=_polyak(s.critic_target_params, s.critic_params, tau),
-            step=s.step + 1)
-        return s, metrics
-
-    state, critic_metrics = jax.lax.scan(critic_step, state, (batches, keys[:d]))
-    state, actor_metrics = actor_update(state, batches.obs[-1], keys[d], axis_name)
-    state = state.replace(
-        actor_target_params=_polyak(state.actor_target_params, state.actor_params, tau))
+                   axis_name: str | None = None, actor_obs: jax.Array | None = None
+                   ) -> tuple[AgentState, Metrics]:
+    """``critic_updates_per_actor`` = n critic steps, then one actor step on ``actor_obs``
+    (B, o) (None: the last batch's states). batches: (n, B) transitions. With n = 1 it equals
+    :func:`update` (the keys split alike). Returns the state and scalar metrics (critic ones
+    averaged over the n updates)."""
+    n = batches.reward.shape[0]
+    keys = jax.random.split(key, n + 1)  # critic keys first, as update splits them
+    state, critic_metrics = jax.lax.scan(
+        lambda s, xs: critic_step(s, *xs, axis_name), state, (batches, keys[:n]))
+    state, actor_metrics = actor_step(
+        state, batches.obs[-1] if actor_obs is None else actor_obs, keys[n], axis_name)
     return state, {**jax.tree.map(jnp.mean, critic_metrics), **actor_metrics}

@@ -60,6 +60,11 @@ class QVPOConfig:
     entropy_weight_final: float = _field(
         0.002, "Floor of the linear decay of the entropy weight over total_steps; set it equal "
         "to entropy_weight for a constant weight.", traced=True)
+    entropy_decay_steps: int = _field(
+        0, "Environment transitions over which the entropy weight decays linearly from "
+        "entropy_weight to its floor; 0 means total_steps, as in the reference. An extended "
+        "run (--resume with a larger --total-steps) keeps its original horizon here.",
+        traced=True)
 
     # --- optimisation ----------------------------------------------------------------------
     actor_lr: float = _field(1e-4, "Adam learning rate of the actor.", traced=True)
@@ -76,9 +81,10 @@ class QVPOConfig:
     updates_per_step: int = _field(1, "Gradient updates per vector step after warm-up.")
     critic_updates_per_actor: int = _field(
         1, "Critic updates per actor update (TD3's policy delay; not in the reference, which "
-        "updates both every step). updates_per_step counts critic updates and must be a "
-        "multiple of it; the critic target moves every critic update, the actor target with "
-        "the actor.")
+        "updates both every step). updates_per_step counts critic updates; the actor takes "
+        "every critic_updates_per_actor-th of them, counted over the whole run, so the ratio "
+        "holds whether or not updates_per_step is a multiple of it. The critic target moves "
+        "every critic update, the actor target with the actor.")
     total_steps: int = _field(
         1_000_000, "Environment transitions to train for; also the entropy-decay horizon.",
         traced=True)
@@ -111,7 +117,7 @@ class QVPOConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("entropy_samples", "start_steps", "num_devices"):
+        for name in ("entropy_samples", "start_steps", "num_devices", "entropy_decay_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -126,11 +132,6 @@ class QVPOConfig:
                              f"got {self.time_embed_size}")
         if self.time_embed_size < 4:
             raise ValueError(f"time_embed_size must be at least 4, got {self.time_embed_size}")
-        if self.updates_per_step % self.critic_updates_per_actor:
-            raise ValueError(
-                f"updates_per_step ({self.updates_per_step}) must be a multiple of "
-                f"critic_updates_per_actor ({self.critic_updates_per_actor}): each vector step "
-                f"runs whole groups of critic updates followed by one actor update")
         if self.chosen > self.train_samples:
             raise ValueError(f"chosen ({self.chosen}) must not exceed train_samples "
                              f"({self.train_samples}): it keeps the top candidates of those")
@@ -160,14 +161,34 @@ class QVPOConfig:
                              f"step of num_envs ({self.num_envs}) transitions")
 
     def check_divisible(self, num_devices: int) -> None:
-        """Each of ``num_devices`` devices takes an equal share of envs, buffer and batch."""
-        for name in ("num_envs", "num_eval_envs", "batch_size", "replay_size"):
+        """Each of ``num_devices`` devices steps an equal share of the envs and samples an equal
+        share of every batch; neither can be changed without changing the run, so a size that
+        does not split is refused (:meth:`fit_to_devices` rounds what can be rounded)."""
+        for name in ("num_envs", "batch_size"):
             value = getattr(self, name)
             if value % num_devices:
                 raise ValueError(
                     f"{name} ({value}) must be a multiple of num_devices ({num_devices}): each "
                     f"device takes an equal share" + ("" if self.num_devices else
                                                       "; num_devices 0 means all devices"))
+
+    def fit_to_devices(self, num_devices: int) -> tuple["QVPOConfig", list[str]]:
+        """This config for exactly ``num_devices`` devices, and a note per value it changed.
+
+        ``num_eval_envs`` and ``replay_size`` are rounded up to a multiple of D (one more
+        evaluation episode, a slightly larger buffer: neither changes what is learned);
+        ``num_envs`` and ``batch_size`` must already split (:meth:`check_divisible`).
+        ``num_devices`` becomes D, so a resumed run asks for the same devices.
+        """
+        D = int(num_devices)
+        self.check_divisible(D)
+        changes, notes = {"num_devices": D}, []
+        for name in ("num_eval_envs", "replay_size"):
+            value = getattr(self, name)
+            if value % D:
+                changes[name] = -(-value // D) * D
+                notes.append(f"{name} {value} -> {changes[name]} (a multiple of {D} devices)")
+        return self.replace(**changes), notes
 
     # ------------------------------------------------------------------------------------
     @classmethod

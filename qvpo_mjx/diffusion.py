@@ -118,10 +118,13 @@ def sample(eps_fn: EpsFn, schedule: Schedule, x_T: jax.Array, noise: jax.Array,
     x, _ = jax.lax.scan(step, x_T, (steps, noise))
     return jnp.clip(x, -1.0, 1.0)
 
-def weighted_denoising_loss(eps_pred: jax.Array, eps: jax.Array, weights: jax.Array) -> jax.Array:
-    """mean over samples and action dims of weight * (eps_pred - eps)^2.
+def weighted_denoising_loss(eps_pred: jax.Array, eps: jax.Array, weights: jax.Array,
+                            num_samples: jax.Array | int | None = None) -> jax.Array:
+    """sum over samples and action dims of weight * (eps_pred - eps)^2, over num_samples x d.
 
-    eps_pred, eps: (n, d); weights: (n,). Returns a scalar.
+    eps_pred, eps: (n, d); weights: (n,); num_samples: the samples the mean is over (default
+    n; fewer where rows of weight 0 stand for samples the loss leaves out). Returns a scalar.
     """
-    return jnp.mean(weights[:, None] * jnp.square(eps_pred - eps))
-
+    n, d = eps.shape
+    total = jnp.sum(weights[:, None] * jnp.square(eps_pred - eps))
+    return total / ((n if num_samples is None else num_samples) * d)

@@ -16,6 +16,7 @@ buffer rows are split along their leading axis, so a checkpoint reads the same e
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Sequence
 
@@ -32,20 +33,27 @@ from qvpo_mjx.config import QVPOConfig
 
 @struct.dataclass
 class TrainState:
-    agent: agent.AgentState
+    agent: agent.AgentState  # holds the run's counters of env transitions and critic updates
     replay: replay.ReplayBuffer
     env: envs.EnvState
     key: jax.Array
-    env_steps: jax.Array  # () int32, environment transitions collected
     chunks: jax.Array  # () int32, chunks completed
     fault: jax.Array  # () int32, 0 or 1 + index in FAULT_NAMES of the first non-finite value
     fault_step: jax.Array  # () int32, env_steps at which it appeared
 
+    @property
+    def env_steps(self) -> jax.Array:
+        """() int32 environment transitions collected (the agent's counter: one copy)."""
+        return self.agent.env_steps
+
 
 # What the in-jit numerical guard watches, in the order of TrainState.fault.
 FAULT_NAMES = ("loss/critic", "loss/actor", "q/mean", "q/target", "parameters")
+# The metrics of agent.critic_update; every other update metric is the actor's.
+CRITIC_METRICS = ("loss/critic", "q/mean", "q/target", "grad_norm/critic")
 
 DEVICE_AXIS = "devices"  # the mesh axis that splits envs, buffer rows and batches
+SEED_AXIS = "seeds"  # the vmap axis of S seeds trained in one program
 
 
 class Trainer:
@@ -64,7 +72,8 @@ class Trainer:
                 f"num_devices ({D}) exceeds the {len(available)} {available[0].platform} "
                 f"device(s) JAX sees; on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count"
                 f"={D} makes {D}")
-        config.check_divisible(D)
+        config, self.fit_notes = config.fit_to_devices(D)
+        self.config = config
         self.num_devices = D
         self.devices = available[:D]
         self.mesh = Mesh(np.array(self.devices), (DEVICE_AXIS,))
@@ -108,8 +117,7 @@ class Trainer:
             agent=agent_state,
             replay=replay.init(self.config.replay_size, self.vec.observation_size,
                                self.vec.action_size),
-            env=self.all_envs.reset(k_env), key=k_run,
-            env_steps=jnp.zeros((), jnp.int32), chunks=jnp.zeros((), jnp.int32),
+            env=self.all_envs.reset(k_env), key=k_run, chunks=jnp.zeros((), jnp.int32),
             fault=jnp.zeros((), jnp.int32), fault_step=jnp.zeros((), jnp.int32))
         # Brax states alias some arrays (one buffer under two leaves); a donated state must not.
         return jax.tree.map(jnp.copy, state)
@@ -127,7 +135,7 @@ class Trainer:
                                         position=rep, size=rep),
             env=state.env.replace(inner=everywhere(state.env.inner, split),
                                   episode_step=split, episode_return=split, key=rep),
-            key=rep, env_steps=rep, chunks=rep, fault=rep, fault_step=rep)
+            key=rep, chunks=rep, fault=rep, fault_step=rep)
 
     def shardings(self, state: TrainState, num_seeds: int = 1) -> TrainState:
         specs = self.state_specs(state, num_seeds)
@@ -152,7 +160,9 @@ class Trainer:
         """``run_chunk`` for ``state`` (from ``init_seeds``), vmapped over seeds and sharded
         over the devices, jitted with the state donated. Metrics: as ``run_chunk``'s, with a
         leading seed axis when ``num_seeds > 1``, and equal on every device."""
-        fn = self.run_chunk if num_seeds == 1 else jax.vmap(self.run_chunk)
+        fn = (self.run_chunk if num_seeds == 1 else
+              jax.vmap(functools.partial(self.run_chunk, seed_axis=SEED_AXIS),
+                       axis_name=SEED_AXIS))
         if self.num_devices == 1:
             return jax.jit(fn, donate_argnums=0)
         specs = self.state_specs(state, num_seeds)
@@ -180,17 +190,27 @@ class Trainer:
     def _psum(self, tree):
         return tree if self.axis_name is None else jax.lax.psum(tree, self.axis_name)
 
+    @staticmethod
+    def _shared(x: jax.Array, seed_axis: str | None) -> jax.Array:
+        """A counter that every seed holds equal (all seeds step in lock-step) as one unbatched
+        value, so a ``lax.cond`` on it stays a branch under the seed ``vmap`` instead of
+        becoming a select that runs both sides."""
+        return x if seed_axis is None else jax.lax.pmax(x, seed_axis)
+
     # the compiled pieces ----------------------------------------------------------------
-    def vector_step(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+    def vector_step(self, state: TrainState, seed_axis: str | None = None
+                    ) -> tuple[TrainState, dict[str, jax.Array]]:
         """Act on all N envs, step the physics, store N transitions, then (after warm-up)
-        ``updates_per_step`` QVPO updates on batches sampled once for all of them (critic
-        updates; the actor takes one per ``critic_updates_per_actor`` of them)."""
+        ``updates_per_step`` critic updates on batches sampled once for all of them, the actor
+        taking every ``critic_updates_per_actor``-th. ``seed_axis``: the vmap axis when S
+        seeds run as one program."""
         cfg, N = self.config, self.config.num_envs
         key, k_act, k_sample, k_update = jax.random.split(state.key, 4)
         k_act, k_sample, k_update = (self._device_key(k) for k in (k_act, k_sample, k_update))
         obs = state.env.obs  # (N / D, o) on each device
+        env_steps = self._shared(state.env_steps, seed_axis)
         action = jax.lax.cond(
-            state.env_steps < cfg.start_steps,
+            env_steps < cfg.start_steps,
             lambda: jax.random.uniform(k_act, (self.vec.num_envs, self.vec.action_size),
                                        minval=-1.0, maxval=1.0),
             lambda: agent.act(state.agent, obs, k_act))
@@ -199,49 +219,95 @@ class Trainer:
             # The env key is replicated; each device resets its envs with a key of its own.
             env_key, k_env = jax.random.split(env_state.key)
             env_state = env_state.replace(key=self._device_key(k_env))
-        env_state, result = self.vec.step(env_state, action)
+        env_state, result = self.vec.step(env_state, action, reset_axis=seed_axis)
         if self.axis_name is not None:
             env_state = env_state.replace(key=env_key)
         buffer = replay.add(state.replay, agent.Transition(
             obs=obs, action=action, reward=result.reward, next_obs=result.next_obs,
             terminated=result.terminated))
-        env_steps = state.env_steps + N
-        agent_state = state.agent.replace(env_steps=env_steps)
+        agent_state = state.agent.replace(env_steps=state.agent.env_steps + N)
 
         def do_updates(agent_state):
-            batches = replay.sample(buffer, k_sample,
-                                    (cfg.updates_per_step, cfg.batch_size // self.num_devices))
-            d = cfg.critic_updates_per_actor
-            if d == 1:  # the reference: critic and actor every update
-                fn = agent.update
-            else:  # groups of d critic updates, then one actor update
-                fn = agent.delayed_update
-                batches = jax.tree.map(
-                    lambda x: x.reshape(cfg.updates_per_step // d, d, *x.shape[1:]), batches)
-            keys = jax.random.split(k_update, cfg.updates_per_step // d)
-            agent_state, metrics = jax.lax.scan(
-                lambda a, xs: fn(a, *xs, axis_name=self.axis_name), agent_state,
-                (batches, keys))
-            return agent_state, self._pmean(jax.tree.map(jnp.mean, metrics))
+            return self._updates(agent_state, buffer, k_sample, k_update, seed_axis)
 
         # Before warm-up ends: the same metrics structure, zeros (the chunk masks them out).
         shapes = jax.eval_shape(do_updates, agent_state)[1]
-        zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
-        updating = env_steps >= cfg.start_steps
+        zeros = jax.tree.map(lambda v: jnp.zeros(v.shape, v.dtype), shapes)
+        updating = env_steps + N >= cfg.start_steps
         agent_state, metrics = jax.lax.cond(
             updating, do_updates, lambda a: (a, zeros), agent_state)
         step_metrics = {**metrics, "updated": updating.astype(jnp.float32),
                         **self._psum({"episodes": jnp.sum(result.done),
                                       "nonfinite_steps": jnp.sum(result.invalid),
                                       "episode_return_sum": jnp.sum(result.episode_return)})}
-        fault = self._first_fault(metrics, agent_state)
+        fault = self._first_fault({**metrics["critic"], **metrics["actor"]}, agent_state)
         keep = state.fault > 0
         new_state = state.replace(agent=agent_state, replay=buffer, env=env_state, key=key,
-                                  env_steps=env_steps,
                                   fault=jnp.where(keep, state.fault, fault),
                                   fault_step=jnp.where(keep | (fault == 0), state.fault_step,
-                                                       env_steps))
+                                                       agent_state.env_steps))
         return new_state, step_metrics
+
+    def _updates(self, agent_state: agent.AgentState, buffer: replay.ReplayBuffer,
+                 k_sample: jax.Array, k_update: jax.Array, seed_axis: str | None):
+        """The updates of one vector step. Returns the agent and {"critic": metrics averaged
+        over this step's critic updates, "actor": over its actor updates (0 if none),
+        "actor_updates": how many there were}."""
+        cfg = self.config
+        U, delay = cfg.updates_per_step, cfg.critic_updates_per_actor
+        B = cfg.batch_size // self.num_devices
+        k_critic_rows, k_actor_rows = jax.random.split(k_sample)
+        batches = replay.sample(buffer, k_critic_rows, (U, B))
+
+        def actor_states(n):
+            # The actor's states are a batch of their own, as in the reference (it samples the
+            # buffer again); only their obs rows are gathered.
+            return replay.sample(buffer, k_actor_rows, (n, B)).obs
+
+        if U % delay == 0:
+            # Whole groups in every vector step: a fixed schedule, no branch.
+            groups = U // delay
+            if delay == 1:  # the reference: critic and actor every update
+                fn = agent.update
+            else:  # groups of `delay` critic updates, then one actor update
+                fn = agent.delayed_update
+                batches = jax.tree.map(lambda x: x.reshape(groups, delay, *x.shape[1:]),
+                                       batches)
+            agent_state, metrics = jax.lax.scan(
+                lambda a, xs: fn(a, xs[0], xs[2], axis_name=self.axis_name, actor_obs=xs[1]),
+                agent_state, (batches, actor_states(groups), jax.random.split(k_update, groups)))
+            metrics = jax.tree.map(jnp.mean, metrics)
+            actor_updates = jnp.float32(groups)
+        else:
+            # The actor's turn falls on different critic updates in different vector steps:
+            # decide it per update from the run's critic-update count.
+            no_actor = jax.tree.map(
+                lambda v: jnp.zeros(v.shape, v.dtype),
+                jax.eval_shape(lambda a, o, k: agent.actor_step(a, o, k)[1], agent_state,
+                               batches.obs[0], k_update))
+
+            def body(a, xs):
+                batch, obs, key = xs
+                k_critic, k_actor = jax.random.split(key)
+                a, critic_metrics = agent.critic_step(a, batch, k_critic, self.axis_name)
+                turn = self._shared(a.step, seed_axis) % delay == 0
+                a, actor_metrics = jax.lax.cond(
+                    turn, lambda a: agent.actor_step(a, obs, k_actor, self.axis_name),
+                    lambda a: (a, no_actor), a)
+                return a, (critic_metrics, actor_metrics, turn.astype(jnp.float32))
+
+            agent_state, (critic_m, actor_m, turns) = jax.lax.scan(
+                body, agent_state, (batches, actor_states(U), jax.random.split(k_update, U)))
+            actor_updates = jnp.sum(turns)
+            metrics = {**jax.tree.map(jnp.mean, critic_m),
+                       **jax.tree.map(lambda v: jnp.sum(v * turns)
+                                      / jnp.maximum(actor_updates, 1.0), actor_m)}
+        metrics = self._pmean(metrics)
+        critic_names = CRITIC_METRICS
+        return agent_state, {
+            "critic": {k: v for k, v in metrics.items() if k in critic_names},
+            "actor": {k: v for k, v in metrics.items() if k not in critic_names},
+            "actor_updates": actor_updates}
 
     @staticmethod
     def _first_fault(metrics: dict[str, jax.Array], agent_state: agent.AgentState) -> jax.Array:
@@ -274,27 +340,32 @@ class Trainer:
             returns = jax.lax.all_gather(returns, self.axis_name, tiled=True)
         return jnp.mean(returns), jnp.std(returns)
 
-    def run_chunk(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+    def run_chunk(self, state: TrainState, seed_axis: str | None = None
+                  ) -> tuple[TrainState, dict[str, jax.Array]]:
         """``chunk_steps`` vector steps, then one evaluation. Returns scalar metrics:
         ``env_steps``, ``eval_return_mean`` / ``_std``, ``train_return_mean`` (episodes finished
-        in the chunk; NaN if none), ``updates`` and the update metrics averaged over the vector
-        steps that updated (NaN before warm-up ends)."""
-        state, per_step = jax.lax.scan(lambda s, _: self.vector_step(s), state, None,
+        in the chunk; NaN if none), ``updates`` (critic updates so far) and the update metrics
+        averaged over the updates of the chunk (critic ones over the vector steps that updated,
+        actor ones over the actor updates; NaN where there were none)."""
+        state, per_step = jax.lax.scan(lambda s, _: self.vector_step(s, seed_axis), state, None,
                                        length=self.chunk_steps)
         key, k_eval = jax.random.split(state.key)
         eval_mean, eval_std = self.evaluate(state.agent, k_eval)
-        updated = per_step.pop("updated")
-        episodes = jnp.sum(per_step.pop("episodes"))
-        return_sum = jnp.sum(per_step.pop("episode_return_sum"))
-        nonfinite = jnp.sum(per_step.pop("nonfinite_steps"))
-        n_updated = jnp.sum(updated)
-        metrics = {k: jnp.where(n_updated > 0, jnp.sum(v * updated) / jnp.maximum(n_updated, 1),
-                                jnp.nan)
-                   for k, v in per_step.items()}
+        episodes = jnp.sum(per_step["episodes"])
+        return_sum = jnp.sum(per_step["episode_return_sum"])
+
+        def weighted_mean(values, weights):
+            total = jnp.sum(weights)
+            return jnp.where(total > 0, jnp.sum(values * weights) / jnp.maximum(total, 1e-9),
+                             jnp.nan)
+
+        updated, actor_weight = per_step["updated"], per_step["actor_updates"]
+        metrics = {**{k: weighted_mean(v, updated) for k, v in per_step["critic"].items()},
+                   **{k: weighted_mean(v, actor_weight) for k, v in per_step["actor"].items()}}
         metrics.update(
             env_steps=state.env_steps, eval_return_mean=eval_mean, eval_return_std=eval_std,
             train_return_mean=jnp.where(episodes > 0, return_sum / jnp.maximum(episodes, 1),
                                         jnp.nan),
-            updates=state.agent.step, nonfinite_steps=nonfinite, fault=state.fault,
-            fault_step=state.fault_step)
+            updates=state.agent.step, nonfinite_steps=jnp.sum(per_step["nonfinite_steps"]),
+            fault=state.fault, fault_step=state.fault_step)
         return state.replace(key=key, chunks=state.chunks + 1), metrics

@@ -1,7 +1,9 @@
 """The noise-prediction network of the diffusion actor and the twin critic.
 
-Sizes, activations and initialisation follow ALGORITHM.md: Mish everywhere, every Linear's weights
-from a normal(0, sigma) truncated (resampled) at 2 sigma with sigma = 1 / (2 sqrt(fan_in)), biases 0.
+Sizes, activations and initialisation follow the reference: Mish everywhere, every Linear's
+weights from a plain normal(0, sigma), sigma = 1 / (2 sqrt(fan_in)), biases 0. (The reference's
+init helper means to truncate at 2 sigma, but its resampling loop rebinds a local name and
+never writes back, so the weights it leaves are untruncated: that is what it trains with.)
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ def mish(x: jax.Array) -> jax.Array:
 
 
 def linear_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-    """normal(0, sigma) truncated at +-2 sigma, sigma = 1 / (2 sqrt(fan_in)); kernel (fan_in, out)."""
+    """normal(0, sigma), sigma = 1 / (2 sqrt(fan_in)), untruncated; kernel (fan_in, out)."""
     sigma = 1.0 / (2.0 * math.sqrt(shape[0]))
-    return sigma * jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
+    return sigma * jax.random.normal(key, shape, dtype)
 
 
 def _dense(features: int, name: str | None = None) -> nn.Dense:

@@ -1,9 +1,12 @@
 """Plot learning curves from saved runs: ``python -m qvpo_mjx.plot RUN_DIR [RUN_DIR ...] -o curves.png``.
 
-Reads only ``curve.npz`` and ``config.json`` (no JAX). Runs whose label is the same (same env,
-algorithm or preset and N; seeds aside) are one line: their mean, with a band from min to max
-across them (or +- one std with ``--band std``), on a common grid of the x axis. A run of
-``--num-seeds S`` counts as S runs: its per-seed columns have shape (chunks, S).
+Reads only ``curve.npz`` and ``config.json`` (no JAX). Runs that differ only in their seed (same
+env, algorithm or preset, and config; how many seeds a run batched, and over how many devices,
+aside) are one line: their mean, with a band from min to max across them (or +- one std with
+``--band std``), on a common grid of the x axis. Lines that would share a label name the config
+fields in which they differ (``batch_size=1024``). A run of ``--num-seeds S`` counts as S runs:
+its per-seed columns have shape (chunks, S). ``--metric`` plots any column of the curve instead
+of the evaluation return.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from pathlib import Path
 import numpy as np
 
 X_AXES = {"env_steps": "environment steps", "wall_time": "wall-clock seconds"}
+DEFAULT_METRIC = "eval_return_mean"
+# Config fields that say how a run was executed, not what it computed: runs that differ only in
+# these are the same experiment.
+EXECUTION_FIELDS = ("num_seeds", "num_devices")
 
 
 class CurveError(ValueError):
@@ -31,9 +38,10 @@ def load_run(run_dir: str | Path) -> dict:
     return runs[0]
 
 
-def load_runs(run_dir: str | Path) -> list[dict]:
+def load_runs(run_dir: str | Path, metric: str = DEFAULT_METRIC) -> list[dict]:
     """One dict as :func:`load_run`'s per seed of a run directory (or curve.npz): curves with a
-    seed axis, (chunks, S), give S runs, seed i with ``meta["seed"]`` = ``meta["seeds"][i]``."""
+    seed axis, (chunks, S), give S runs, seed i with ``meta["seed"]`` = ``meta["seeds"][i]``.
+    ``y`` is the curve's ``metric`` column."""
     run = Path(run_dir)
     curve_path = run if run.suffix == ".npz" else run / "curve.npz"
     if not curve_path.exists():
@@ -46,17 +54,20 @@ def load_runs(run_dir: str | Path) -> list[dict]:
     missing = [k for k in ("env_steps", "wall_time_s", "eval_return_mean") if k not in arrays]
     if missing:
         raise CurveError(f"{curve_path}: malformed curve, missing {', '.join(missing)}")
+    if metric not in arrays:
+        raise CurveError(f"{curve_path}: no column {metric!r}; it has "
+                         f"{', '.join(sorted(k for k in arrays if k not in ('env_steps', 'wall_time_s')))}")
     n = len(arrays["env_steps"])
-    if n == 0 or any(len(arrays[k]) != n for k in ("wall_time_s", "eval_return_mean")):
+    if n == 0 or any(len(arrays[k]) != n for k in ("wall_time_s", metric)):
         raise CurveError(f"{curve_path}: malformed curve, empty or columns of unequal length")
     meta_path = curve_path.parent / "config.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    y = arrays["eval_return_mean"]
+    y = arrays[metric]
     if y.ndim == 1:
         y = y[:, None]
     seeds = meta.get("seeds") or [meta.get("seed", 0) + i for i in range(y.shape[1])]
     if y.ndim != 2 or len(seeds) != y.shape[1]:
-        raise CurveError(f"{curve_path}: eval_return_mean has shape {arrays['eval_return_mean'].shape}"
+        raise CurveError(f"{curve_path}: {metric} has shape {arrays[metric].shape}"
                          f" but config.json lists {len(seeds)} seeds")
     x = {"env_steps": arrays["env_steps"], "wall_time": arrays["wall_time_s"]}
     label = label_of(meta, curve_path.parent.name)
@@ -75,10 +86,37 @@ def label_of(meta: dict, fallback: str) -> str:
     return ", ".join(parts)
 
 
+def identity(meta: dict) -> str:
+    """What makes runs one experiment: everything in config.json but the seed, the record of
+    the run (versions, devices, ...) and the execution fields."""
+    cfg = {k: v for k, v in meta.get("config", {}).items() if k not in EXECUTION_FIELDS}
+    return json.dumps({"env": meta.get("env"), "env_options": meta.get("env_options", {}),
+                       "algorithm": meta.get("algorithm"), "preset": meta.get("preset"),
+                       "config": cfg}, sort_keys=True, default=str)
+
+
 def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
-    groups: dict[str, list[dict]] = {}
+    """{legend label: runs} with one group per :func:`identity`. Groups whose label would be
+    the same get the config fields in which they differ appended (``batch_size=1024``)."""
+    by_identity: dict[str, list[dict]] = {}
     for run in runs:
-        groups.setdefault(run["label"], []).append(run)
+        by_identity.setdefault(identity(run["meta"]), []).append(run)
+    by_label: dict[str, list[str]] = {}
+    for ident, group in by_identity.items():
+        by_label.setdefault(group[0]["label"], []).append(ident)
+    groups: dict[str, list[dict]] = {}
+    for label, idents in by_label.items():
+        if len(idents) == 1:
+            groups[label] = by_identity[idents[0]]
+            continue
+        metas = [json.loads(i) for i in idents]
+        flat = [{**{k: m[k] for k in ("env_options", "algorithm", "preset")}, **m["config"]}
+                for m in metas]
+        differ = sorted(k for k in set().union(*flat)
+                        if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1)
+        for ident, f in zip(idents, flat):
+            suffix = ", ".join(f"{k}={f.get(k)}" for k in differ)
+            groups[f"{label}, {suffix}"] = by_identity[ident]
     return groups
 
 
@@ -107,12 +145,13 @@ def aggregate(runs: list[dict], x_axis: str, band: str = "minmax", points: int =
 
 
 def plot(run_dirs: list[str], out: str, x_axis: str = "env_steps", band: str = "minmax",
-         title: str | None = None, hold_last: bool = False) -> Path:
+         title: str | None = None, hold_last: bool = False,
+         metric: str = DEFAULT_METRIC) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [run for d in run_dirs for run in load_runs(d)]
+    runs = [run for d in run_dirs for run in load_runs(d, metric)]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for label, group in group_runs(runs).items():
         grid, mean, low, high = aggregate(group, x_axis, band, hold_last=hold_last)
@@ -120,9 +159,11 @@ def plot(run_dirs: list[str], out: str, x_axis: str = "env_steps", band: str = "
         if len(group) > 1:
             ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     envs = sorted({r["meta"].get("env", "?") for r in runs})
-    ax.set_title(title or f"Evaluation return on {', '.join(envs)}")
+    what = "Evaluation return" if metric == DEFAULT_METRIC else metric
+    ax.set_title(title or f"{what} on {', '.join(envs)}")
     ax.set_xlabel(X_AXES[x_axis])
-    ax.set_ylabel("evaluation return (mean over episodes)")
+    ax.set_ylabel("evaluation return (mean over episodes)" if metric == DEFAULT_METRIC
+                  else metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -141,13 +182,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="x axis")
     parser.add_argument("--band", choices=["minmax", "std"], default="minmax",
                         help="spread shown across runs of one label")
+    parser.add_argument("--metric", default=DEFAULT_METRIC,
+                        help="curve column on the y axis (e.g. loss_critic, q_mean, "
+                        "entropy_weight); default: the evaluation return")
     parser.add_argument("--title", default=None)
     parser.add_argument("--hold-last", action="store_true",
                         help="hold each run's last value to the end of the axis (for runs that "
                         "stopped at a return threshold)")
     args = parser.parse_args(argv)
     try:
-        path = plot(args.runs, args.out, args.x, args.band, args.title, args.hold_last)
+        path = plot(args.runs, args.out, args.x, args.band, args.title, args.hold_last,
+                    args.metric)
     except CurveError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -93,14 +93,96 @@ def test_sampling_is_the_plain_network_chain(state):
     np.testing.assert_allclose(fast, plain, atol=2e-5)
 
 
-def test_act_and_eval_act_shapes_and_determinism(state):
-    obs = jax.random.normal(jax.random.PRNGKey(1), (4, OBS))
-    a = jax.jit(agent.act)(state, obs, jax.random.PRNGKey(0))
-    assert a.shape == (4, ACT) and float(jnp.abs(a).max()) <= 1.0
-    det = state.replace(config=state.config.replace(deterministic_eval=True))
-    e1 = agent.eval_act(det, obs, jax.random.PRNGKey(0))
-    e2 = agent.eval_act(det, obs, jax.random.PRNGKey(0))
-    np.testing.assert_array_equal(e1, e2)
+def test_act_and_eval_act_use_their_own_sample_counts(state):
+    """Behaviour: best of behavior_samples; evaluation: best of eval_samples (noise 0 with
+    deterministic_eval). Each is compared with best-of-K of the same draws, and must differ
+    from another K's pick."""
+    cfg = SMALL.replace(behavior_samples=3, eval_samples=9, target_samples=5)
+    st = agent.init(jax.random.PRNGKey(3), OBS, ACT, cfg)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (32, OBS))
+    key = jax.random.PRNGKey(0)
+
+    def best_of(k, params=None, critic=None, noise_ratio=1.0):
+        return agent.select_action(st, params or st.actor_params, critic or st.critic_params,
+                                   obs, key, k, noise_ratio)[0]
+
+    a = jax.jit(agent.act)(st, obs, key)
+    assert a.shape == (32, ACT) and float(jnp.abs(a).max()) <= 1.0
+    np.testing.assert_array_equal(a, best_of(3))
+    assert not np.array_equal(a, best_of(9)) and not np.array_equal(a, best_of(1))
+    e = agent.eval_act(st, obs, key)
+    np.testing.assert_array_equal(e, best_of(9))
+    assert not np.array_equal(e, best_of(3))
+    det = st.replace(config=st.config.replace(deterministic_eval=True))
+    d = agent.eval_act(det, obs, key)
+    np.testing.assert_array_equal(d, best_of(9, noise_ratio=0.0))
+    assert not np.allclose(d, e)  # noise_ratio 0 is another chain than noise_ratio 1
+
+
+# ---------------------------------------------------------------- the critic's target
+
+
+def constant_critic(params, value):
+    """Critic parameters whose two heads output ``value`` everywhere (last layer zero)."""
+    def fix(path, x):
+        names = [getattr(k, "key", "") for k in path]
+        if "Dense_3" in names:
+            return jnp.full_like(x, value) if names[-1] == "bias" else jnp.zeros_like(x)
+        return x
+    return jax.tree_util.tree_map_with_path(fix, params)
+
+
+def test_td_target_uses_the_target_networks_and_stops_at_terminals(state):
+    """With a target critic that outputs 7 everywhere, y = r + 0.99 (1 - terminated) 7 exactly,
+    whatever the target actor proposes; the online critic (not constant) must not enter, and
+    terminal rows must not bootstrap. Checked on the loss, a closed form of the whole y."""
+    st = state.replace(critic_target_params=constant_critic(state.critic_target_params, 7.0))
+    batch = make_batch(jax.random.PRNGKey(1))  # rows 0, 5, 10, 15 terminal
+    new, metrics = jax.jit(agent.critic_update)(st, batch, jax.random.PRNGKey(2))
+    y = np.asarray(batch.reward) + 0.99 * (1 - np.asarray(batch.terminated)) * 7.0
+    q = np.asarray(st.critic.apply(st.critic_params, batch.obs, batch.action))
+    assert float(metrics["q/target"]) == pytest.approx(y.mean(), rel=1e-5)
+    assert float(metrics["loss/critic"]) == pytest.approx(
+        float(np.sum(np.mean((q - y) ** 2, axis=-1))), rel=1e-5)
+    # The online critic's own values at s' are far from 7: using it would move the target.
+    next_q = np.asarray(jnp.min(st.critic.apply(st.critic_params, batch.next_obs,
+                                                batch.action), axis=0))
+    assert np.abs(next_q - 7.0).min() > 1.0
+
+
+def test_update_scores_the_actor_with_the_updated_critic(state):
+    batch, key = make_batch(jax.random.PRNGKey(1)), jax.random.PRNGKey(2)
+    st = state.replace(hparams={**state.hparams, "critic_lr": jnp.float32(3e-2)})
+    new, _ = jax.jit(agent.update)(st, batch, key)
+    k_critic, k_actor = jax.random.split(key)
+    mid, _ = agent.critic_step(st, batch, k_critic)
+    after, _ = agent.actor_step(mid, batch.obs, k_actor)
+    stale, _ = agent.actor_step(st, batch.obs, k_actor)  # scored by the critic before its step
+    leaves_close(new.actor_params, after.actor_params, rtol=1e-5, atol=1e-7)
+    gap = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(after.actor_params),
+                                                          jax.tree.leaves(stale.actor_params)))
+    assert gap > 1e-6  # the two orders give different actors: the check can tell them apart
+
+
+def test_qexpn_running_statistics_and_weights_follow_the_reference():
+    """running mean/std: EMAs (rate 0.001) of the batch's mean and unbiased std of all
+    B x Kt scores, updated BEFORE the transform, which then uses the updated values."""
+    cfg = SMALL.replace(q_transform="qexpn", q_beta=2.0, q_stats_rate=0.25)
+    st = agent.init(jax.random.PRNGKey(5), OBS, ACT, cfg)
+    st = st.replace(q_mean=jnp.float32(0.3), q_std=jnp.float32(0.7))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (16, OBS))
+    key = jax.random.PRNGKey(4)
+    new, metrics = jax.jit(agent.actor_update)(st, obs, key)
+    k_candidates, _ = jax.random.split(key)
+    cands = agent.sample_candidates(st, st.actor_params, obs, k_candidates, cfg.train_samples, 1.0)
+    scores = np.asarray(agent.min_q(st, st.critic_params, obs, cands), np.float64)
+    mean = 0.75 * 0.3 + 0.25 * scores.mean()
+    std = 0.75 * 0.7 + 0.25 * scores.std(ddof=1)
+    assert float(new.q_mean) == pytest.approx(mean, rel=1e-5)
+    assert float(new.q_std) == pytest.approx(std, rel=1e-5)
+    top = scores.max(axis=1)
+    w = np.exp(2.0 * np.clip((top - mean) / std, -8, 8))
+    assert float(metrics["weight/mean"]) == pytest.approx(w.mean(), rel=1e-4)
 
 
 # ---------------------------------------------------------------- the loss
@@ -123,9 +205,11 @@ def test_loss_samples_uniform_entropy_actions_and_weights():
 
 
 def test_actor_loss_is_weighted_per_state_with_entropy_term(state):
-    """L(w, a) = sum_i w_i (A_i + a U_i): linear in each state's Q-weight, and the entropy part
-    enters with weight a x that state's Q-weight."""
-    B = 4
+    """For entropy weight a > 0: L(w, a) = sum_i w_i (A_i + a U_i), linear in each state's
+    Q-weight, the entropy part entering with weight a x that state's Q-weight. At a = 0 the
+    entropy samples leave the loss (the reference adds them only for a > 0), so the mean is over
+    the chosen samples alone: L(w, 0) = (1 + E) sum_i w_i A_i."""
+    B, E = 4, SMALL.entropy_samples
     obs = jax.random.normal(jax.random.PRNGKey(1), (B, OBS))
     actions = jax.random.uniform(jax.random.PRNGKey(2), (B, 1, ACT), minval=-1, maxval=1)
     key = jax.random.PRNGKey(3)
@@ -135,11 +219,13 @@ def test_actor_loss_is_weighted_per_state_with_entropy_term(state):
                                       jnp.asarray(w, jnp.float32)[:, None], jnp.float32(a), key))
 
     eye = np.eye(B)
-    A = np.array([L(eye[i], 0.0) for i in range(B)])
-    U = np.array([L(eye[i], 1.0) for i in range(B)]) - A
+    at1, at2 = np.array([L(eye[i], 1.0) for i in range(B)]), np.array([L(eye[i], 2.0) for i in range(B)])
+    U = at2 - at1
+    A = at1 - U
     assert np.all(A > 0) and np.all(U > 0)
     w = np.array([0.5, 0.0, 2.0, 1.25])
     assert L(w, 0.3) == pytest.approx(float(np.sum(w * (A + 0.3 * U))), rel=1e-5)
+    assert L(w, 0.0) == pytest.approx((1 + E) * float(np.sum(w * A)), rel=1e-5)
     assert L(np.zeros(B), 0.3) == 0.0
 
 

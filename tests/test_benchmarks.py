@@ -18,7 +18,7 @@ def test_scaling_regimes_keep_the_ratios_they_are_named_for():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import scaling
     from qvpo_mjx.config import QVPOConfig
-    from qvpo_mjx.train import PRESETS
+    from qvpo_mjx.presets import PRESETS
     base = dict(PRESETS["cpu"]["config"])
     for N in (16, 64, 256):
         cfgs = {name: QVPOConfig(**{**base, **scaling.regime(name, N, base)})

@@ -33,7 +33,7 @@ def test_reference_defaults():
     ({"start_steps": -3}, "start_steps"),
     ({"replay_size": 8, "num_envs": 16}, "replay_size"),
     ({"critic_updates_per_actor": 0}, "critic_updates_per_actor"),
-    ({"updates_per_step": 6, "critic_updates_per_actor": 4}, "updates_per_step"),
+    ({"entropy_decay_steps": -1}, "entropy_decay_steps"),
 ])
 def test_validation_names_the_field(changes, field):
     with pytest.raises(ValueError, match=field):
@@ -61,3 +61,19 @@ def test_structure_drops_only_traced_values():
 def test_dict_round_trip():
     c = QVPOConfig(q_transform="qexpn", train_samples=16)
     assert QVPOConfig.from_dict(c.to_dict()) == c
+
+
+def test_fit_to_devices_rounds_what_can_be_rounded_and_refuses_the_rest():
+    # The README's `--num-envs 4096 --num-devices 8` with the gpu preset's 10 eval episodes.
+    cfg = QVPOConfig(num_envs=4096, num_eval_envs=10, replay_size=1_000_001, num_devices=8)
+    fitted, notes = cfg.fit_to_devices(8)
+    assert (fitted.num_eval_envs, fitted.replay_size, fitted.num_devices) == (16, 1_000_008, 8)
+    assert notes == ["num_eval_envs 10 -> 16 (a multiple of 8 devices)",
+                     "replay_size 1000001 -> 1000008 (a multiple of 8 devices)"]
+    assert fitted.fit_to_devices(8) == (fitted, [])
+    # "All devices" (0) becomes the number, so a resumed run asks for the same.
+    assert QVPOConfig().fit_to_devices(1) == (QVPOConfig(num_devices=1), [])
+    with pytest.raises(ValueError, match=r"batch_size \(100\) must be a multiple of num_devices \(8\)"):
+        QVPOConfig(num_envs=8, batch_size=100).fit_to_devices(8)
+    with pytest.raises(ValueError, match=r"num_envs \(6\) must be a multiple"):
+        QVPOConfig(num_envs=6, batch_size=8, replay_size=64).fit_to_devices(4)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from qvpo_mjx.config import QVPOConfig
-from qvpo_mjx.train import PRESETS, train
+from qvpo_mjx.presets import PRESETS
+from qvpo_mjx.train import train
 
 THRESHOLD = 300.0
 

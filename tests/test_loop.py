@@ -61,6 +61,10 @@ def test_chunk_compiles_once_and_makes_no_host_transfers(trainer):
     assert int(m0["updates"]) == 2 and int(m2["updates"]) == 2 + 2 * 4 * 2
     assert np.isfinite(m2["loss/critic"]) and np.isfinite(m2["eval_return_mean"])
     assert int(state.replay.size) == 48
+    # Episodes of 10 steps ended (time limits) but pendulum_swingup never terminates: the
+    # buffer must hold terminated = 0 everywhere, not done, or the TD target would not bootstrap.
+    assert np.isfinite(m2["train_return_mean"])  # some episodes finished in the chunk
+    np.testing.assert_array_equal(state.replay.data.terminated, np.zeros(64))
 
 
 def test_warm_up_uses_uniform_actions_and_no_updates(trainer):
@@ -92,3 +96,52 @@ def test_batch_larger_than_first_update_buffer_is_rejected():
 def test_unknown_env_is_rejected_before_building():
     with pytest.raises(ValueError, match="known envs: .*pendulum_swingup"):
         Trainer(TINY, "pendulum-v1")
+
+
+def test_actor_takes_every_second_critic_update_when_n_is_odd():
+    # N = 3 envs with one critic update per env step and one actor update per two critic ones:
+    # 3 critic updates per vector step cannot split into whole groups, so the actor's turns
+    # are counted over the run: after 15 critic updates, 7 actor updates.
+    cfg = TINY.replace(num_envs=3, updates_per_step=3, critic_updates_per_actor=2,
+                       start_steps=12, eval_interval=12, total_steps=24)
+    tr = Trainer(cfg, "pendulum_swingup")
+    state = jax.jit(tr.init)(jax.random.PRNGKey(0))
+    run = jax.jit(tr.run_chunk)
+    state, m1 = run(state)  # 4 vector steps, the 4th updates: 3 critic, 1 actor
+    assert int(state.agent.critic_opt_state[1].count) == 3
+    assert int(state.agent.actor_opt_state[1].count) == 1
+    state, m2 = run(state)  # 4 more: 15 critic, 7 actor
+    assert int(state.agent.step) == int(m2["updates"]) == 15
+    assert int(state.agent.critic_opt_state[1].count) == 15
+    assert int(state.agent.actor_opt_state[1].count) == 7
+    assert np.isfinite(float(m2["loss/actor"])) and np.isfinite(float(m2["loss/critic"]))
+
+
+def _count_primitive(jaxpr, name: str) -> int:
+    """How often a primitive appears in a jaxpr, sub-jaxprs (scan, cond, jit bodies) included."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += eqn.primitive.name == name
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    count += _count_primitive(inner, name)
+    return count
+
+
+def test_seeds_under_vmap_keep_warm_up_update_and_reset_branches(trainer):
+    """Under the seed vmap a batched predicate turns lax.cond into a select that runs both
+    sides: every vector step of warm-up would run all updates and a full reset. The chunk for
+    two seeds must keep as many real branches as the chunk for one."""
+    import functools
+
+    from qvpo_mjx.loop import SEED_AXIS
+    one = trainer.init_seeds([0])
+    two = trainer.init_seeds([0, 1])
+    single = jax.make_jaxpr(trainer.run_chunk)(one).jaxpr
+    batched = jax.make_jaxpr(jax.vmap(functools.partial(trainer.run_chunk, seed_axis=SEED_AXIS),
+                                      axis_name=SEED_AXIS))(two).jaxpr
+    conds = _count_primitive(single, "cond")
+    assert conds >= 3  # acting in warm-up, the updates, the reset
+    assert _count_primitive(batched, "cond") == conds

@@ -8,13 +8,15 @@ import pytest
 from qvpo_mjx import plot
 
 
-def fake_run(path, seed, scale=1.0, env="inverted_pendulum"):
+def fake_run(path, seed, scale=1.0, env="inverted_pendulum", **config):
     path.mkdir(parents=True)
     steps = np.arange(1, 6) * 1000.0
     np.savez(path / "curve.npz", env_steps=steps, wall_time_s=steps / 100.0,
-             eval_return_mean=scale * steps / 10.0 + seed, eval_return_std=np.zeros(5))
+             eval_return_mean=scale * steps / 10.0 + seed, eval_return_std=np.zeros(5),
+             loss_critic=np.full(5, 0.5 + seed))
     (path / "config.json").write_text(json.dumps(
-        {"env": env, "seed": seed, "preset": "cpu", "config": {"num_envs": 16}}))
+        {"env": env, "seed": seed, "preset": "cpu", "versions": {"jax": str(seed)},
+         "config": {"num_envs": 16, "batch_size": 128, "num_devices": 1, **config}}))
     return path
 
 
@@ -74,3 +76,26 @@ def test_runs_of_different_length_use_the_union_range(tmp_path):
     assert grid[-1] == 10_000 and mean[-1] == high[-1] == low[-1]  # only the long run remains
     grid, mean, _, _ = plot.aggregate(runs, "env_steps", hold_last=True)
     assert mean[-1] == pytest.approx((500.0 + 1004.0) / 2)  # short run held at its last value
+
+
+def test_runs_that_differ_in_a_config_field_are_separate_lines_named_by_it(tmp_path):
+    # Same env, preset and N: before, an ablation of batch_size was averaged into one line.
+    runs = [*plot.load_runs(fake_run(tmp_path / "a0", seed=0)),
+            *plot.load_runs(fake_run(tmp_path / "a1", seed=1, num_devices=2)),  # how it ran
+            *plot.load_runs(fake_run(tmp_path / "b0", seed=0, batch_size=1024))]
+    groups = plot.group_runs(runs)
+    assert sorted(groups) == ["inverted_pendulum, QVPO cpu, N=16, batch_size=1024",
+                              "inverted_pendulum, QVPO cpu, N=16, batch_size=128"]
+    assert len(groups["inverted_pendulum, QVPO cpu, N=16, batch_size=128"]) == 2  # seeds merge
+    out = tmp_path / "ablation.png"
+    assert plot.main([str(tmp_path / n) for n in ("a0", "a1", "b0")] + ["-o", str(out)]) == 0
+
+
+def test_metric_plots_any_curve_column(tmp_path, capsys):
+    run = fake_run(tmp_path / "r", seed=2)
+    (only,) = plot.load_runs(run, metric="loss_critic")
+    np.testing.assert_array_equal(only["y"], np.full(5, 2.5))
+    assert plot.main([str(run), "--metric", "loss_critic", "-o", str(tmp_path / "l.png")]) == 0
+    assert plot.main([str(run), "--metric", "nope", "-o", str(tmp_path / "n.png")]) == 2
+    assert "no column 'nope'; it has eval_return_mean, eval_return_std, loss_critic" in \
+        capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Nothing lost, nothing silent: kill -9 and Ctrl-C, then resume; the numerical guard; bad input."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,7 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from qvpo_mjx import train
+from qvpo_mjx import checkpoint as checkpoint_module
+from qvpo_mjx import cli, rundir, train
+from qvpo_mjx.interrupts import ChunkInterrupts
 from test_loop import TINY
 from test_train_cli import TINY_FLAGS
 
@@ -29,14 +32,20 @@ def curve(out):
 
 
 def checkpoint(out):
-    with np.load(out / "checkpoint.npz") as d:
-        return [d[k] for k in sorted(d.files)]
+    """The newest checkpoint's arrays by name."""
+    return checkpoint_module.read(out)
+
+
+def has_checkpoint(out):
+    """A complete checkpoint exists (Orbax renames it into place when it is whole)."""
+    root = out / checkpoint_module.CHECKPOINT_DIR
+    return root.is_dir() and any(p.name.isdigit() for p in root.iterdir())
 
 
 def start_and_interrupt(cmd, sig, out):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while not (out / "checkpoint.npz").exists():
+    while not has_checkpoint(out):
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         assert time.time() < deadline
         time.sleep(0.005)
@@ -52,8 +61,10 @@ def assert_same_run(a, b):
     for k in ca:
         if k != "wall_time_s":
             np.testing.assert_array_equal(ca[k], cb[k], err_msg=k)
-    for x, y in zip(checkpoint(a), checkpoint(b)):
-        np.testing.assert_array_equal(x, y)
+    ka, kb = checkpoint(a), checkpoint(b)
+    assert ka.keys() == kb.keys() and len(ka) > 20
+    for name in ka:
+        np.testing.assert_array_equal(ka[name], kb[name], err_msg=name)
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
@@ -74,15 +85,15 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_a_crash_between_curve_and_checkpoint_loses_nothing(tmp_path):
-    # The curve is written before the checkpoint; a crash between the two leaves the curve one
-    # row ahead. Rebuild that state by putting back the checkpoint of the chunk before.
+    # The curve is written every chunk, the checkpoint at its interval (or a crash cut its
+    # write short): the curve can be ahead of the newest checkpoint. Rebuild that state by
+    # removing the newest checkpoint (the last two are kept).
     cfg = TINY_RUN
-    out, saved = tmp_path / "run", {}
-    def keep(env_steps, row):
-        saved[env_steps] = (out / "checkpoint.npz").read_bytes()
-    full = train.train(cfg, "pendulum_swingup", seed=1, out_dir=out, progress=False,
-                       progress_fn=keep)
-    (out / "checkpoint.npz").write_bytes(saved[32])  # chunk 3's checkpoint never landed
+    out = tmp_path / "run"
+    full = train.train(cfg, "pendulum_swingup", seed=1, out_dir=out, progress=False)
+    root = out / checkpoint_module.CHECKPOINT_DIR
+    assert sorted(p.name for p in root.iterdir()) == ["2", "3"]
+    shutil.rmtree(root / "3")  # chunk 3's checkpoint never landed
     assert len(curve(out)["env_steps"]) == 3
     resumed = train.train(cfg, "pendulum_swingup", seed=1, out_dir=out, resume=True,
                           progress=False)
@@ -91,7 +102,7 @@ def test_a_crash_between_curve_and_checkpoint_loses_nothing(tmp_path):
         assert {k: v for k, v in a.items() if k != "wall_time_s"} == pytest.approx(
             {k: v for k, v in b.items() if k != "wall_time_s"}, nan_ok=True, rel=0, abs=0)
     # A curve behind its checkpoint can only mean damage: refused, not silently gapped.
-    train.save_curve(out / "curve.npz", full[:1])
+    rundir.save_curve(out / "curve.npz", full[:1])
     with pytest.raises(ValueError, match="has 1 rows but the checkpoint is at chunk 3"):
         train.train(cfg, "pendulum_swingup", seed=1, out_dir=out, resume=True, progress=False)
 
@@ -102,7 +113,11 @@ def test_ctrl_c_keeps_checkpoint_and_curve_and_says_how_to_resume(tmp_path):
     assert rc == 130 and "--resume" in err
     rows = len(curve(out)["env_steps"])
     assert rows >= 1 and len(checkpoint(out)) > 20
+    # The chunk in flight was finished and saved: the checkpoint is as far as the curve.
+    assert int(checkpoint(out)["chunks"]) == rows
     assert not list(out.glob("*.tmp"))
+    assert not [p for p in (out / checkpoint_module.CHECKPOINT_DIR).iterdir()
+                if not p.name.isdigit()]  # no half-written checkpoint left behind
 
 
 def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, capsys):
@@ -110,13 +125,15 @@ def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pa
     # Chunk 1 (16 steps) is warm-up only; the first updates, in chunk 2, blow the critic up.
     flags = TINY_FLAGS + ["--start-steps", "32", "--critic-lr", "1e30", "--actor-lr", "1e30",
                           "--out", str(out)]
-    assert train.main(flags) == 3
+    assert cli.main(flags) == 3
     err = capsys.readouterr().err
     assert "non-finite" in err and "at env step" in err and "last good checkpoint" in err
     assert any(name in err for name in ("loss/critic", "loss/actor", "q/mean", "q/target",
                                         "parameters"))
     np.testing.assert_array_equal(curve(out)["env_steps"], [16])
-    assert all(np.all(np.isfinite(x)) for x in checkpoint(out) if x.dtype.kind == "f")
+    kept = checkpoint(out)
+    assert int(kept["chunks"]) == 1
+    assert all(np.all(np.isfinite(x)) for x in kept.values() if x.dtype.kind == "f")
 
 
 def test_same_seed_same_curve(tmp_path):
@@ -134,32 +151,32 @@ def test_same_seed_same_curve(tmp_path):
 def test_bad_input_fails_before_anything_is_written(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    assert train.main(TINY_FLAGS + ["--out", str(blocker / "run")]) == 2
+    assert cli.main(TINY_FLAGS + ["--out", str(blocker / "run")]) == 2
     assert "not writable" in capsys.readouterr().err
     out = tmp_path / "never"
-    assert train.main(TINY_FLAGS + ["--batch-size", "0", "--out", str(out)]) == 2
+    assert cli.main(TINY_FLAGS + ["--batch-size", "0", "--out", str(out)]) == 2
     assert "batch_size must be a positive integer" in capsys.readouterr().err
-    assert train.main(TINY_FLAGS + ["--batch-size", "4096", "--out", str(out)]) == 2
+    assert cli.main(TINY_FLAGS + ["--batch-size", "4096", "--out", str(out)]) == 2
     assert "exceeds" in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(SystemExit) as e:
-        train.main(["--preset", "tpu"])
+        cli.main(["--preset", "tpu"])
     assert e.value.code == 2
 
 
 def test_resume_with_a_different_env_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
-    assert train.main(TINY_FLAGS + ["--out", str(out)]) == 0
+    assert cli.main(TINY_FLAGS + ["--out", str(out)]) == 0
     capsys.readouterr()
-    assert train.main(["--resume", str(out), "--env", "inverted_pendulum"]) == 2
+    assert cli.main(["--resume", str(out), "--env", "inverted_pendulum"]) == 2
     assert "was run with env = 'pendulum_swingup'" in capsys.readouterr().err
-    assert train.main(["--resume", str(out), "--train-samples", "8"]) == 2
+    assert cli.main(["--resume", str(out), "--train-samples", "8"]) == 2
     assert "was run with train_samples = 4, not 8" in capsys.readouterr().err
     # An edited config.json that no longer fits the checkpoint is refused too.
     meta = json.loads((out / "config.json").read_text())
     meta["env"] = "inverted_pendulum"
     (out / "config.json").write_text(json.dumps(meta))
-    assert train.main(["--resume", str(out), "--no-progress"]) == 2
+    assert cli.main(["--resume", str(out), "--no-progress"]) == 2
     assert "does not match this run's state" in capsys.readouterr().err
 
 
@@ -168,7 +185,7 @@ def test_ctrl_c_stops_at_the_chunk_end_and_twice_aborts_but_never_mid_save():
     def ctrl_c():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)  # the handler runs at the next bytecode
-    with train.ChunkInterrupts() as interrupts:
+    with ChunkInterrupts() as interrupts:
         ctrl_c()  # the first: a request, no exception
         assert interrupts.requested == 1
         done = []
@@ -184,12 +201,12 @@ def test_ctrl_c_stops_at_the_chunk_end_and_twice_aborts_but_never_mid_save():
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     path = tmp_path / "curve.npz"
-    train.save_npz(path, {"a": np.arange(3)})
+    rundir.save_npz(path, {"a": np.arange(3)})
     def broken(f):
         f.write(b"half")
         raise OSError("disk full")
     with pytest.raises(OSError, match="disk full"):
-        train.atomic_write_bytes(path, broken)
+        rundir.atomic_write_bytes(path, broken)
     with np.load(path) as d:
         np.testing.assert_array_equal(d["a"], np.arange(3))
     assert [p.name for p in tmp_path.iterdir()] == ["curve.npz"]

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from qvpo_mjx import train
+from qvpo_mjx import checkpoint, cli, presets
 from qvpo_mjx.config import QVPOConfig
 
 TINY_FLAGS = [
@@ -20,7 +20,7 @@ TINY_FLAGS = [
 
 def test_help_documents_every_config_field(capsys):
     with pytest.raises(SystemExit):
-        train.main(["--help"])
+        cli.main(["--help"])
     text = capsys.readouterr().out
     for name in QVPOConfig.field_docs():
         assert "--" + name.replace("_", "-") in text
@@ -28,7 +28,7 @@ def test_help_documents_every_config_field(capsys):
 
 def test_command_writes_config_curve_and_checkpoint(tmp_path):
     out = tmp_path / "run"
-    assert train.main(TINY_FLAGS + ["--out", str(out), "--seed", "3"]) == 0
+    assert cli.main(TINY_FLAGS + ["--out", str(out), "--seed", "3"]) == 0
     meta = json.loads((out / "config.json").read_text())
     assert meta["env"] == "pendulum_swingup" and meta["seed"] == 3
     assert meta["config"]["batch_size"] == 8 and meta["versions"]["jax"]
@@ -39,31 +39,93 @@ def test_command_writes_config_curve_and_checkpoint(tmp_path):
         np.testing.assert_array_equal(curve["env_steps"], [16, 32, 48])
         assert np.all(np.diff(curve["wall_time_s"]) > 0)
         assert np.all(np.isfinite(curve["eval_return_mean"]))
-    with np.load(out / "checkpoint.npz") as ckpt:
-        assert len(ckpt.files) > 20
+    ckpt = checkpoint.read(out)
+    # Saved by name: the state's tree, not a list of leaves.
+    assert int(ckpt["chunks"]) == 3 and int(ckpt["agent/env_steps"]) == 48
+    assert ckpt["replay/data/obs"].shape == (64, 3)
+    assert "agent/actor_params/params/out/kernel" in ckpt
 
 
-def test_resume_continues_to_a_longer_total(tmp_path):
+def curve_and_checkpoint(out):
+    with np.load(out / "curve.npz") as d:
+        curve = {k: d[k] for k in d.files if k != "wall_time_s"}
+    return curve, checkpoint.read(out)
+
+
+def test_resume_with_a_larger_total_extends_the_run(tmp_path):
+    # Extending a finished 48-step run to 80 steps must give exactly the run that was asked for
+    # 80 steps from the start with the entropy horizon of the first (48): the extension keeps it.
+    short, straight = tmp_path / "short", tmp_path / "straight"
+    assert cli.main(TINY_FLAGS + ["--out", str(short)]) == 0
+    assert cli.main(["--resume", str(short), "--total-steps", "80", "--no-progress"]) == 0
+    assert cli.main(TINY_FLAGS + ["--total-steps", "80", "--entropy-decay-steps", "48",
+                                  "--out", str(straight)]) == 0
+    meta = json.loads((short / "config.json").read_text())
+    assert meta["config"]["total_steps"] == 80 and meta["config"]["entropy_decay_steps"] == 48
+    assert meta["extended"] == [{"total_steps": [48, 80]}]
+    (ca, ka), (cb, kb) = curve_and_checkpoint(short), curve_and_checkpoint(straight)
+    np.testing.assert_array_equal(ca["env_steps"], [16, 32, 48, 64, 80])
+    assert ca.keys() == cb.keys() and ka.keys() == kb.keys()
+    for k in ca:
+        np.testing.assert_array_equal(ca[k], cb[k], err_msg=k)
+    for k in ka:
+        np.testing.assert_array_equal(ka[k], kb[k], err_msg=k)
+    # Shortening, or any other change, is refused with the reason.
+    assert cli.main(["--resume", str(short), "--total-steps", "32"]) == 2
+    assert cli.main(["--resume", str(short), "--total-steps", "96", "--batch-size", "4"]) == 2
+
+
+def test_checkpoint_interval_is_its_own_setting(tmp_path, capsys):
+    # An hour between checkpoints: the curve still gets every chunk, the state only the last.
     out = tmp_path / "run"
-    assert train.main(TINY_FLAGS + ["--out", str(out)]) == 0
-    # Extending the run is a config change, so it is refused on resume ...
-    cfg = json.loads((out / "config.json").read_text())
-    assert cfg["config"]["total_steps"] == 48
-    # ... while resuming a finished run is a no-op that keeps the curve intact.
-    assert train.main(["--resume", str(out), "--no-progress"]) == 0
-    with np.load(out / "curve.npz") as curve:
-        np.testing.assert_array_equal(curve["env_steps"], [16, 32, 48])
+    assert cli.main(TINY_FLAGS + ["--out", str(out), "--checkpoint-every", "60"]) == 0
+    assert "checkpoints every 60 min" in capsys.readouterr().err
+    with np.load(out / "curve.npz") as d:
+        np.testing.assert_array_equal(d["env_steps"], [16, 32, 48])
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["3"]
+    assert cli.main(TINY_FLAGS + ["--out", str(tmp_path / "x"), "--checkpoint-every", "-1"]) == 2
+
+
+def read_scalars(directory):
+    """{tag: [(step, value), ...]} from TensorBoard event files (TFRecord of Event protos)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+    out = {}
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        i = 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            event = Event.FromString(data[i + 12:i + 12 + n])
+            i += 12 + n + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_tensorboard_scalars_mirror_the_curve(tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(TINY_FLAGS + ["--out", str(out), "--tensorboard"]) == 0
+    scalars = read_scalars(out / "tensorboard")
+    with np.load(out / "curve.npz") as d:
+        curve = {k: d[k] for k in d.files}
+    for key in ("eval_return_mean", "wall_time_s", "updates"):
+        assert [s for s, _ in scalars[key]] == [16, 32, 48], key
+        np.testing.assert_allclose([v for _, v in scalars[key]], curve[key], rtol=1e-6)
+    # Losses are NaN before the first update (chunk 1 is warm-up): not written, not zero.
+    assert [s for s, _ in scalars["loss_critic"]] == [16, 32, 48][int(np.isnan(curve["loss_critic"][0])):]
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
-    assert train.main(["--env", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert cli.main(["--env", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "known envs:" in capsys.readouterr().err
-    assert train.main(TINY_FLAGS + ["--chosen", "9", "--out", str(tmp_path / "y")]) == 2
+    assert cli.main(TINY_FLAGS + ["--chosen", "9", "--out", str(tmp_path / "y")]) == 2
     assert "chosen" in capsys.readouterr().err
     out = tmp_path / "z"
     out.mkdir()
     (out / "something").write_text("x")
-    assert train.main(TINY_FLAGS + ["--out", str(out)]) == 2
+    assert cli.main(TINY_FLAGS + ["--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
 
@@ -73,16 +135,17 @@ def test_module_entry_point_runs(tmp_path):
     assert proc.returncode == 0 and "--num-envs" in proc.stdout and "--preset" in proc.stdout
 
 
-def test_gpu_preset_keeps_its_update_to_data_ratio_when_num_envs_changes():
-    ratio = train.PRESETS["gpu"]["update_to_data"]
-    base = train.preset_config("gpu")
-    assert base.updates_per_step == round(ratio * base.num_envs)
-    assert train.preset_config("gpu", {"num_envs": 1024}).updates_per_step == round(ratio * 1024)
-    assert train.preset_config("gpu", {"num_envs": 8}).updates_per_step >= 1
+def test_gpu_preset_keeps_one_critic_update_per_env_step_at_any_num_envs():
+    ratio = presets.PRESETS["gpu"]["update_to_data"]
+    assert ratio == 1.0
+    for n in [*range(1, 10), 4096]:
+        cfg = presets.preset_config("gpu", {"num_envs": n})
+        assert cfg.updates_per_step == n, n  # N = 1 gave 2 and N = 5 gave 4 (half to even)
+        assert cfg.critic_updates_per_actor == 2  # counted over the run, so any N is allowed
     # An explicit count wins; presets without a ratio keep their own count.
-    assert train.preset_config("gpu", {"num_envs": 1024, "updates_per_step": 6}).updates_per_step == 6
-    cpu = train.preset_config("cpu", {"num_envs": 64})
-    assert cpu.updates_per_step == train.PRESETS["cpu"]["config"]["updates_per_step"]
+    assert presets.preset_config("gpu", {"num_envs": 1024, "updates_per_step": 6}).updates_per_step == 6
+    cpu = presets.preset_config("cpu", {"num_envs": 64})
+    assert cpu.updates_per_step == presets.PRESETS["cpu"]["config"]["updates_per_step"]
     # The parsed command goes through the same rule.
-    args = train.build_parser().parse_args(["--preset", "gpu", "--num-envs", "512"])
-    assert train.resolve(args)[0].updates_per_step == round(ratio * 512)
+    args = cli.build_parser().parse_args(["--preset", "gpu", "--num-envs", "513"])
+    assert cli.resolve(args)[0].updates_per_step == 513

@@ -10,7 +10,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from qvpo_mjx import train
+from qvpo_mjx import cli, presets, rundir, train
+from qvpo_mjx.interrupts import ChunkInterrupts
 from qvpo_mjx.loop import Trainer
 from test_loop import TINY
 from test_train_cli import TINY_FLAGS
@@ -28,7 +29,7 @@ def mechanics(tmp: Path) -> dict:
     jax.config.update("jax_compilation_cache_dir", str(tmp / "cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     # One seed (two seeds over two devices, vmap inside shard_map, is the CI learning test).
-    cfg = TINY.replace(updates_per_step=1, num_devices=2)
+    cfg = TINY.replace(updates_per_step=1, num_devices=2, num_eval_envs=3)
     trainer = Trainer(cfg, "pendulum_swingup")
     state = trainer.init_seeds([0])
     run_chunk = trainer.compile_chunk(state)
@@ -44,8 +45,9 @@ def mechanics(tmp: Path) -> dict:
     b = train.train(cfg, "pendulum_swingup", seed=3, progress=False)
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = train.main(TINY_FLAGS + ["--num-envs", "3", "--out", str(tmp / "never")])
+        code = cli.main(TINY_FLAGS + ["--num-envs", "3", "--out", str(tmp / "never")])
     return {"devices": len(jax.devices()), "num_devices": trainer.num_devices,
+            "num_eval_envs": trainer.config.num_eval_envs,
             "compilations": run_chunk._cache_size(), "replicas_equal": replicas_equal,
             "env_rows_split": env_rows, "reproducible": bool(np.array_equal(curve_table(a), curve_table(b), equal_nan=True)),
             "finite": bool(np.all(np.isfinite(metrics["loss/critic"]))),
@@ -55,7 +57,7 @@ def mechanics(tmp: Path) -> dict:
 def learning(tmp: Path) -> dict:
     """The CPU preset on two devices, two seeds at once (see test_learning.py)."""
     from qvpo_mjx.config import QVPOConfig
-    cfg = QVPOConfig(**{**train.PRESETS["cpu"]["config"], "total_steps": 14_000,
+    cfg = QVPOConfig(**{**presets.PRESETS["cpu"]["config"], "total_steps": 14_000,
                         "num_seeds": 2, "num_devices": 2})
     rows = train.train(cfg, "inverted_pendulum", seed=0, progress=False)
     return {"returns": [np.asarray(r["eval_return_mean"]).tolist() for r in rows],
@@ -68,7 +70,7 @@ def one_vs_two(tmp: Path) -> dict:
     from qvpo_mjx.config import QVPOConfig
     out = {}
     for d in (1, 2):
-        cfg = QVPOConfig(**{**train.PRESETS["cpu"]["config"], "total_steps": 14_000,
+        cfg = QVPOConfig(**{**presets.PRESETS["cpu"]["config"], "total_steps": 14_000,
                             "num_seeds": 4, "num_devices": d})
         rows = train.train(cfg, "inverted_pendulum", seed=0, progress=False)
         out[str(d)] = [np.asarray(r["eval_return_mean"]).tolist() for r in rows]

@@ -1,41 +1,56 @@
-"""Training time lost to checkpointing: the same run with and without its checkpoints.
+"""Training time lost to checkpointing: the time a save blocks the training loop, before and after.
 
-    python benchmarks/checkpoint_cost.py             # cpu preset; replay 100k and 1M transitions
-    python benchmarks/checkpoint_cost.py --quick     # fewer chunks
+    python benchmarks/checkpoint_cost.py                  # cpu preset state, replay 100k and 1M
+    python benchmarks/checkpoint_cost.py --quick          # fewer repeats
 
-The `cpu` preset on inverted_pendulum (or ``--env``), once with no output directory (nothing
-saved) and once checkpointing after every chunk (the most often a run can), interleaved
-``--repeats`` times; the lost time is the difference of the training clocks past the first chunk
-(which holds the compile), per checkpoint. With ``--replay-sizes 100000 1000000`` the second
-buffer is the reference's 1M transitions (the whole buffer is in every checkpoint). Uses only
-``qvpo_mjx.train.train``, so it runs unchanged against an older tree (``PYTHONPATH=OLD``) for a
-before/after. Writes ``benchmarks/results/checkpoint_cost.json`` (or ``--out``).
+The whole training state of the `cpu` preset on inverted_pendulum (or ``--env``), with a replay
+buffer of ``--replay-sizes`` transitions, saved ``--repeats`` times each way, interleaved:
+
+- **before** (the format until this change): every leaf copied to the host, one ``.npz``
+  written and fsynced, synchronously: the loop waits for all of it;
+- **after** (``qvpo_mjx.checkpoint``): Orbax's asynchronous save: the loop waits only until the
+  arrays are off the (donated) device buffers; the files are written in the background. Its
+  ``written_s`` is how long until the checkpoint is complete on disk (the loop does not wait).
+
+``blocking_s`` is the training time lost per checkpoint. Medians. Writes
+``benchmarks/results/checkpoint_cost.json`` (or ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import jax
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, write_result  # noqa: E402
 
-from qvpo_mjx.config import QVPOConfig  # noqa: E402
-from qvpo_mjx.train import train  # noqa: E402
-
-try:
-    from qvpo_mjx.presets import PRESETS  # noqa: E402
-except ImportError:  # before the presets had a module of their own
-    from qvpo_mjx.train import PRESETS  # noqa: E402
+from qvpo_mjx.checkpoint import Checkpointer  # noqa: E402
+from qvpo_mjx.loop import Trainer  # noqa: E402
+from qvpo_mjx.presets import preset_config  # noqa: E402
 
 
-def steady_seconds(rows) -> float:
-    """Training clock from the end of the first chunk (compile) to the end of the last."""
-    return rows[-1]["wall_time_s"] - rows[0]["wall_time_s"]
+def npz_save(path: Path, state) -> None:
+    """The previous format: all leaves to the host, one .npz, fsynced, in the loop's thread."""
+    leaves = jax.device_get(jax.tree.leaves(state))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **{f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)})
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
 def main(argv=None) -> dict:
@@ -43,38 +58,51 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--env", default="inverted_pendulum")
     parser.add_argument("--replay-sizes", nargs="+", type=int, default=[100_000, 1_000_000])
-    parser.add_argument("--chunks", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", default="benchmarks/results/checkpoint_cost.json")
     args = parser.parse_args(argv)
-    chunks = args.chunks or (4 if args.quick else 8)
-    base = PRESETS["cpu"]["config"]
+    repeats = args.repeats or (3 if args.quick else 7)
     rows = []
     for replay in args.replay_sizes:
-        cfg = QVPOConfig(**{**base, "replay_size": replay, "num_devices": 1,
-                            "total_steps": chunks * base["eval_interval"]})
-        none, saved = [], []
-        for _ in range(args.repeats):
-            none.append(steady_seconds(train(cfg, args.env, seed=0, progress=False)))
-            tmp = Path(tempfile.mkdtemp(prefix="ckpt-cost-"))
-            try:
-                saved.append(steady_seconds(train(cfg, args.env, seed=0, out_dir=tmp / "run",
-                                                  progress=False)))
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        t_none, t_saved = statistics.median(none), statistics.median(saved)
-        row = {"replay_size": replay, "chunks": chunks, "checkpoints_timed": chunks - 1,
-               "steady_s_without": round(t_none, 3), "steady_s_with": round(t_saved, 3),
-               "runs_without": [round(x, 3) for x in none],
-               "runs_with": [round(x, 3) for x in saved],
-               "lost_s_per_checkpoint": round((t_saved - t_none) / (chunks - 1), 3),
-               "lost_fraction": round((t_saved - t_none) / t_none, 3)}
+        trainer = Trainer(preset_config("cpu", {"replay_size": replay, "num_devices": 1}),
+                          args.env)
+        state = jax.block_until_ready(trainer.init_seeds([0]))
+        # Fill the buffer with non-zero data, as a long run's would be.
+        state = state.replace(replay=state.replay.replace(data=jax.tree.map(
+            lambda x: x + jax.random.normal(jax.random.PRNGKey(1), x.shape, x.dtype),
+            state.replay.data)))
+        state = jax.block_until_ready(state)
+        tmp = Path(tempfile.mkdtemp(prefix="ckpt-cost-"))
+        before, after, written = [], [], []
+        try:
+            ckpt = Checkpointer(tmp / "run", every_minutes=0.0, keep=2)
+            for i in range(repeats):
+                t0 = time.perf_counter()
+                npz_save(tmp / "checkpoint.npz", state)
+                before.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                ckpt.save(state, i + 1)
+                after.append(time.perf_counter() - t0)
+                ckpt.wait()
+                written.append(time.perf_counter() - t0)
+            ckpt.close()
+            sizes = {"npz_bytes": (tmp / "checkpoint.npz").stat().st_size,
+                     "orbax_bytes": du(tmp / "run" / "checkpoints" / str(repeats))}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        row = {"replay_size": replay, "repeats": repeats,
+               "before_blocking_s": round(statistics.median(before), 4),
+               "after_blocking_s": round(statistics.median(after), 4),
+               "after_written_s": round(statistics.median(written), 4),
+               "before_all_s": [round(x, 4) for x in before],
+               "after_all_s": [round(x, 4) for x in after], **sizes}
+        row["blocking_ratio_after_over_before"] = round(row["after_blocking_s"]
+                                                        / row["before_blocking_s"], 3)
         print(row, flush=True)
         rows.append(row)
-    result = {"machine": machine_info(), "env": args.env, "preset": "cpu",
-              "chunk_env_steps": base["eval_interval"], "rows": rows,
-              "note": "checkpoint after every chunk vs none; medians over repeats, interleaved; "
-                      "steady = training clock after the first (compiling) chunk"}
+    result = {"machine": machine_info(), "env": args.env, "preset": "cpu", "rows": rows,
+              "note": "seconds the training loop waits per checkpoint of the whole state; "
+                      "before = synchronous .npz (the previous format), after = Orbax async"}
     write_result(args.out, result)
     return result
 

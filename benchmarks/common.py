@@ -24,7 +24,10 @@ def cpu_model() -> str:
 
 
 def machine_info() -> dict:
-    from qvpo_mjx.rundir import package_versions
+    try:
+        from qvpo_mjx.rundir import package_versions
+    except ImportError:  # an older tree, run for a before/after comparison
+        from qvpo_mjx.train import package_versions
 
     versions = package_versions()
     devices = jax.devices()

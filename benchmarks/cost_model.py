@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,19 +38,7 @@ from common import machine_info, write_result  # noqa: E402
 from qvpo_mjx import agent  # noqa: E402
 from qvpo_mjx.config import QVPOConfig  # noqa: E402
 
-# halfcheetah's sizes: an update's cost is nearly all hidden-layer matmuls, so they stand for
-# any locomotion task.
-OBS_SIZE, ACTION_SIZE = 17, 6
-
-
-def _batch(key: jax.Array, B: int) -> agent.Transition:
-    k = jax.random.split(key, 4)
-    return agent.Transition(
-        obs=jax.random.normal(k[0], (B, OBS_SIZE)),
-        action=jax.random.uniform(k[1], (B, ACTION_SIZE), minval=-1.0, maxval=1.0),
-        reward=jax.random.normal(k[2], (B,)),
-        next_obs=jax.random.normal(k[3], (B, OBS_SIZE)),
-        terminated=jnp.zeros((B,)))
+from update_speed import ACTION_SIZE, OBS_SIZE, make_batch  # noqa: E402  (halfcheetah's sizes)
 
 
 def _time_scanned(step, state, inputs, scan: int, repeats: int) -> tuple[float, float]:
@@ -75,7 +62,7 @@ def _time_scanned(step, state, inputs, scan: int, repeats: int) -> tuple[float, 
 def update_cost(config: QVPOConfig, scan: int, repeats: int) -> dict:
     """Seconds of one critic step and one actor step (Polyak step included) at ``config``."""
     state = agent.init(jax.random.PRNGKey(0), OBS_SIZE, ACTION_SIZE, config)
-    batch = _batch(jax.random.PRNGKey(1), config.batch_size)
+    batch = make_batch(jax.random.PRNGKey(1), config.batch_size)
     key = jax.random.PRNGKey(2)
     critic_s, critic_compile = _time_scanned(
         lambda s, b: agent.critic_step(s, b, key), state, batch, scan, repeats)

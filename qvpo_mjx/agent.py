@@ -15,6 +15,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -39,6 +40,23 @@ class Transition:
     reward: jax.Array  # (B,)
     next_obs: jax.Array  # (B, o)
     terminated: jax.Array  # (B,) float32 in {0, 1}
+    # (B,) steps between obs and next_obs (n-step returns: reward is their discounted sum);
+    # None means 1 everywhere, as stored.
+    horizon: jax.Array | None = None
+
+
+@struct.dataclass
+class ObsStats:
+    """Running mean and variance of the observations (``obs_normalization``)."""
+
+    mean: jax.Array  # (o,)
+    var: jax.Array  # (o,)
+    count: jax.Array  # () float32, observations seen
+
+    @classmethod
+    def init(cls, obs_size: int) -> "ObsStats":
+        return cls(mean=jnp.zeros((obs_size,), jnp.float32),
+                   var=jnp.ones((obs_size,), jnp.float32), count=jnp.zeros((), jnp.float32))
 
 
 @struct.dataclass
@@ -52,6 +70,8 @@ class AgentState:
     hparams: dict[str, jax.Array]  # the config's traced fields, float32 scalars
     q_mean: jax.Array  # () running mean of the train-candidate scores (qexpn)
     q_std: jax.Array  # () running std of the train-candidate scores (qexpn)
+    log_entropy_weight: jax.Array  # () the adaptive entropy weight's log (entropy_target_spread)
+    obs_stats: ObsStats  # running observation statistics (used with obs_normalization)
     step: jax.Array  # () int32, updates done
     env_steps: jax.Array  # () int32, environment transitions seen (entropy-weight schedule)
     config: QVPOConfig = struct.field(pytree_node=False)  # config.structure(): static fields only
@@ -66,7 +86,8 @@ class AgentState:
 
     @property
     def critic(self) -> TwinCritic:
-        return TwinCritic(hidden_size=self.config.hidden_size)
+        return TwinCritic(hidden_size=self.config.critic_hidden_size or self.config.hidden_size,
+                          layer_norm=self.config.critic_layer_norm)
 
     @property
     def schedule(self) -> diffusion.Schedule:
@@ -89,6 +110,8 @@ def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) ->
         actor_params=None, critic_params=None, actor_target_params=None,
         critic_target_params=None, actor_opt_state=None, critic_opt_state=None,
         hparams=hparams, q_mean=jnp.zeros((), jnp.float32), q_std=jnp.ones((), jnp.float32),
+        log_entropy_weight=jnp.log(jnp.maximum(hparams["entropy_weight"], 1e-8)),
+        obs_stats=ObsStats.init(obs_size),
         step=jnp.zeros((), jnp.int32), env_steps=jnp.zeros((), jnp.int32),
         config=config.structure(), obs_size=int(obs_size), action_size=int(action_size))
     k_actor, k_critic = jax.random.split(key)
@@ -103,6 +126,44 @@ def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) ->
         actor_target_params=jax.tree.map(jnp.copy, actor_params),
         critic_target_params=jax.tree.map(jnp.copy, critic_params),
         actor_opt_state=actor_tx.init(actor_params), critic_opt_state=critic_tx.init(critic_params))
+
+
+# --------------------------------------------------------------------------------------------
+# Observation normalisation (an option)
+
+OBS_CLIP = 10.0  # normalised observations beyond 10 standard deviations are clipped
+
+
+def normalize_obs(state: AgentState, obs: jax.Array) -> jax.Array:
+    """(obs - mean) / std, clipped to +-10, with ``obs_normalization``; obs itself without.
+    Every entry point that reads observations (act, eval_act, the critic and actor updates)
+    applies it, so stored raw observations are always read with the current statistics."""
+    if not state.config.obs_normalization:
+        return obs
+    stats = state.obs_stats
+    return jnp.clip((obs - stats.mean) / jnp.sqrt(stats.var + 1e-8), -OBS_CLIP, OBS_CLIP)
+
+
+def update_obs_stats(state: AgentState, obs: jax.Array,
+                     axis_name: str | None = None) -> AgentState:
+    """Merge a batch of observations (n, o) into the running statistics (the exact pooled mean
+    and variance of everything seen; with ``axis_name``, of every device's batch). A no-op
+    without ``obs_normalization``."""
+    if not state.config.obs_normalization:
+        return state
+    n = jnp.float32(obs.shape[0])
+    mean, second = jnp.mean(obs, axis=0), jnp.mean(jnp.square(obs), axis=0)
+    if axis_name is not None:  # equal shares: pooled moments are the means of the devices'
+        mean, second = jax.lax.pmean((mean, second), axis_name)
+        n = n * jax.lax.psum(1, axis_name)
+    var = jnp.maximum(second - jnp.square(mean), 0.0)
+    old = state.obs_stats
+    total = old.count + n
+    delta = mean - old.mean
+    new_mean = old.mean + delta * n / total
+    # Chan et al.'s merge of two (count, mean, M2) summaries; the prior var 1 has count 0.
+    m2 = old.var * old.count + var * n + jnp.square(delta) * old.count * n / total
+    return state.replace(obs_stats=ObsStats(mean=new_mean, var=m2 / total, count=total))
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +215,12 @@ def select_action(state: AgentState, actor_params: Params, critic_params: Params
     networks. obs (B, o) -> (actions (B, d), their scores (B,)).
     """
     candidates = sample_candidates(state, actor_params, obs, key, num_samples, noise_ratio)
-    scores = min_q(state, critic_params, obs, candidates)
+    return _best(candidates, min_q(state, critic_params, obs, candidates))
+
+
+def _best(candidates: jax.Array, scores: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The top-scoring candidate per state (the first on ties) and its score:
+    candidates (B, K, d), scores (B, K) -> ((B, d), (B,))."""
     best = jnp.argmax(scores, axis=-1)
     action = jnp.take_along_axis(candidates, best[:, None, None], axis=1)[:, 0]
     return action, jnp.max(scores, axis=-1)
@@ -162,16 +228,39 @@ def select_action(state: AgentState, actor_params: Params, critic_params: Params
 
 def act(state: AgentState, obs: jax.Array, key: jax.Array) -> jax.Array:
     """Behaviour policy: best of ``behavior_samples`` under the current networks. (B, o) -> (B, d)."""
-    action, _ = select_action(state, state.actor_params, state.critic_params, obs, key,
-                              state.config.behavior_samples, state.hparams["noise_ratio"])
-    return action
+    return act_with_stats(state, obs, key)[0]
+
+
+def candidate_spread(candidates: jax.Array) -> jax.Array:
+    """How far apart a state's candidates are: the std over K, averaged over states and action
+    dims. candidates (B, K, d) -> (). Near 0 means the policy has collapsed to one action."""
+    return jnp.mean(jnp.std(candidates, axis=-2))
+
+
+def act_with_stats(state: AgentState, obs: jax.Array, key: jax.Array
+                   ) -> tuple[jax.Array, Metrics]:
+    """:func:`act`, and what tells a user how the behaviour policy explores: the spread of its
+    ``behavior_samples`` candidates and the fraction of action components at the bounds."""
+    obs = normalize_obs(state, obs)
+    k_candidates, k_plain = jax.random.split(key)
+    candidates = sample_candidates(state, state.actor_params, obs, k_candidates,
+                                   state.config.behavior_samples, state.hparams["noise_ratio"])
+    action, _ = _best(candidates, min_q(state, state.critic_params, obs, candidates))
+    # With probability behavior_epsilon a state acts with a plain sample: candidate 0 is one
+    # independent draw of the policy, so nothing more is sampled.
+    plain = jax.random.bernoulli(k_plain, state.hparams["behavior_epsilon"], action.shape[:1])
+    action = jnp.where(plain[:, None], candidates[:, 0], action)
+    return action, {"explore/behavior_spread": candidate_spread(candidates),
+                    "explore/at_bounds": jnp.mean((jnp.abs(action) >= 1.0 - 1e-6)
+                                                  .astype(jnp.float32))}
 
 
 def eval_act(state: AgentState, obs: jax.Array, key: jax.Array) -> jax.Array:
     """Evaluation policy: best of ``eval_samples``; noise_ratio 0 if ``deterministic_eval``."""
     noise_ratio = 0.0 if state.config.deterministic_eval else state.hparams["noise_ratio"]
-    action, _ = select_action(state, state.actor_params, state.critic_params, obs, key,
-                              state.config.eval_samples, noise_ratio)
+    action, _ = select_action(state, state.actor_params, state.critic_params,
+                              normalize_obs(state, obs), key, state.config.eval_samples,
+                              noise_ratio)
     return action
 
 
@@ -212,14 +301,32 @@ def entropy_weight(hparams: dict[str, jax.Array], env_steps: jax.Array) -> jax.A
     return jnp.minimum(w0, jnp.maximum(hparams["entropy_weight_final"], decayed))
 
 
+# Bounds of the adaptive entropy weight: it may fall to nothing or rise to 10x the Q-weighted
+# term's own weight, never past.
+LOG_ENTROPY_WEIGHT_RANGE = (float(np.log(1e-4)), float(np.log(10.0)))
+
+
+def adapted_log_entropy_weight(log_weight: jax.Array, spread: jax.Array,
+                               hparams: dict[str, jax.Array]) -> jax.Array:
+    """One step of the adaptive entropy weight, in log space (a multiplicative controller, as
+    SAC's temperature): up when the train candidates' spread is below its target, down when
+    above, by ``entropy_adapt_rate`` per unit of relative error."""
+    target = hparams["entropy_target_spread"]
+    error = (target - spread) / jnp.maximum(target, 1e-8)
+    return jnp.clip(log_weight + hparams["entropy_adapt_rate"] * error,
+                    *LOG_ENTROPY_WEIGHT_RANGE)
+
+
 # --------------------------------------------------------------------------------------------
 # Losses
 
 
 def td_target(state: AgentState, batch: Transition, next_q: jax.Array) -> jax.Array:
-    """y = r + gamma (1 - terminated) next_q, all (B,); no gradient flows through it."""
-    return jax.lax.stop_gradient(
-        batch.reward + state.hparams["gamma"] * (1.0 - batch.terminated) * next_q)
+    """y = r + gamma^h (1 - terminated) next_q, all (B,), h = ``batch.horizon`` (1 unless
+    n-step); no gradient flows through it."""
+    gamma = state.hparams["gamma"]
+    discount = gamma if batch.horizon is None else gamma ** batch.horizon
+    return jax.lax.stop_gradient(batch.reward + discount * (1.0 - batch.terminated) * next_q)
 
 
 def critic_loss(state: AgentState, critic_params: Params, batch: Transition,
@@ -325,6 +432,8 @@ def critic_update(state: AgentState, batch: Transition, key: jax.Array,
     With ``axis_name`` (inside ``shard_map``), batch is this device's share and the gradient is
     averaged over the devices of that axis; metrics stay per device."""
     hp = state.hparams
+    batch = batch.replace(obs=normalize_obs(state, batch.obs),
+                          next_obs=normalize_obs(state, batch.next_obs))
     _, next_q = select_action(state, state.actor_target_params, state.critic_target_params,
                               batch.next_obs, key, state.config.target_samples, hp["noise_ratio"])
     target = td_target(state, batch, next_q)
@@ -347,6 +456,7 @@ def actor_update(state: AgentState, obs: jax.Array, key: jax.Array,
     statistics pool every device's scores too.
     """
     cfg, hp = state.config, state.hparams
+    obs = normalize_obs(state, obs)
     k_candidates, k_loss = jax.random.split(key)
     candidates = sample_candidates(state, state.actor_params, obs, k_candidates,
                                    cfg.train_samples, hp["noise_ratio"])
@@ -360,7 +470,13 @@ def actor_update(state: AgentState, obs: jax.Array, key: jax.Array,
     q_std = (1.0 - rate) * state.q_std + rate * batch_std
     weights = Q_TRANSFORM_FNS[cfg.q_transform](top_q, value, q_mean, q_std, hp)
     weights = jax.lax.stop_gradient(weights)
-    ent_weight = entropy_weight(hp, state.env_steps)
+    spread = _pmean(candidate_spread(candidates), axis_name)
+    adaptive = hp["entropy_target_spread"] > 0
+    ent_weight = jnp.where(adaptive, jnp.exp(state.log_entropy_weight),
+                           entropy_weight(hp, state.env_steps))
+    log_entropy_weight = jnp.where(
+        adaptive, adapted_log_entropy_weight(state.log_entropy_weight, spread, hp),
+        state.log_entropy_weight)
     loss, grads = jax.value_and_grad(
         lambda p: actor_loss(state, p, obs, top_actions, weights, ent_weight, k_loss)
     )(state.actor_params)
@@ -369,9 +485,12 @@ def actor_update(state: AgentState, obs: jax.Array, key: jax.Array,
     metrics = {"loss/actor": loss, "q/candidates": jnp.mean(value),
                "weight/mean": jnp.mean(weights),
                "weight/positive_frac": jnp.mean((weights > 0).astype(jnp.float32)),
-               "entropy_weight": ent_weight, "grad_norm/actor": optax.tree.norm(grads)}
+               "entropy_weight": ent_weight, "grad_norm/actor": optax.tree.norm(grads),
+               "explore/train_spread": spread,
+               # How well the critic tells a state's candidates apart (std over Kt).
+               "explore/score_spread": jnp.mean(jnp.std(scores, axis=-1))}
     return state.replace(actor_params=params, actor_opt_state=opt_state, q_mean=q_mean,
-                         q_std=q_std), metrics
+                         q_std=q_std, log_entropy_weight=log_entropy_weight), metrics
 
 
 def critic_step(state: AgentState, batch: Transition, key: jax.Array,

@@ -169,8 +169,14 @@ def read(run_dir: str | Path, chunks: int | None = None) -> dict[str, np.ndarray
         chunks = ckpt.latest_chunks() if chunks is None else chunks
         if chunks is None:
             raise ValueError(f"{ckpt.directory} holds no complete checkpoint")
+        ocp = _ocp()
         with _quiet_absl():
-            tree = ckpt.manager.restore(chunks)
+            stored = named_leaves(ckpt.manager.item_metadata(chunks))
+            # Onto this process's first device, whatever devices wrote it (several hosts).
+            here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            abstract = {k: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=here)
+                        for k, m in stored.items()}
+            tree = ckpt.manager.restore(chunks, args=ocp.args.StandardRestore(_nested(abstract)))
         return {k: np.asarray(v) for k, v in named_leaves(tree).items()}
     finally:
         ckpt.close()

@@ -42,6 +42,10 @@ class QVPOConfig:
 
     # --- action selection ------------------------------------------------------------------
     behavior_samples: int = _field(4, "Kb: candidates per state when acting in the environment.")
+    behavior_epsilon: float = _field(
+        0.0, "Probability, per env and step, that the behaviour policy acts with one plain "
+        "diffusion sample instead of the best of behavior_samples (the reference's --epsilon; "
+        "0 in its runs).", traced=True)
     target_samples: int = _field(4, "Candidates per next state from the target actor (TD target).")
     eval_samples: int = _field(32, "Candidates per state at evaluation.")
     train_samples: int = _field(64, "Kt: candidates per batch state scored for the actor update.")
@@ -60,6 +64,14 @@ class QVPOConfig:
     entropy_weight_final: float = _field(
         0.002, "Floor of the linear decay of the entropy weight over total_steps; set it equal "
         "to entropy_weight for a constant weight.", traced=True)
+    entropy_target_spread: float = _field(
+        0.0, "0 (the reference): the entropy weight follows its schedule. > 0: it adapts instead, "
+        "as SAC's temperature does, to hold the spread of the actor's train candidates (their "
+        "std over the train_samples, averaged over states and action dims; 0.577 for uniform "
+        "actions) at this target, starting from entropy_weight.", traced=True)
+    entropy_adapt_rate: float = _field(
+        0.01, "With entropy_target_spread: change of log(entropy weight) per actor update per "
+        "unit of relative spread error ((target - spread) / target).", traced=True)
     entropy_decay_steps: int = _field(
         0, "Environment transitions over which the entropy weight decays linearly from "
         "entropy_weight to its floor; 0 means total_steps, as in the reference. An extended "
@@ -94,6 +106,20 @@ class QVPOConfig:
     num_eval_envs: int = _field(10, "Evaluation episodes, run in parallel.")
     episode_length: int = _field(1000, "Time limit of an episode (truncation, not termination).")
 
+    # --- options beyond the reference (off by default; docs/algorithm.md) ------------------
+    critic_hidden_size: int = _field(
+        0, "Width of the critics' hidden layers; 0 means hidden_size (the reference: one width).")
+    critic_layer_norm: bool = _field(
+        False, "LayerNorm after each hidden Linear of the critics (before Mish).")
+    obs_normalization: bool = _field(
+        False, "Normalise observations by running mean and variance (updated from every vector "
+        "step's observations, inside the loop) wherever actor and critic read them; the buffer "
+        "keeps raw observations, so every use is normalised with the current statistics.")
+    n_step: int = _field(
+        1, "n of n-step returns: the TD target sums up to n discounted rewards of the same env "
+        "and bootstraps from where the window ends (at most n steps, fewer at a terminal state, "
+        "a time limit or the newest data). 1 is the reference.")
+
     # --- scale-out (not in the reference, which runs one seed on one CPU) -------------------
     num_seeds: int = _field(
         1, "S: independent seeds (seed, seed+1, ...) trained in one compiled program, vmapped "
@@ -112,12 +138,14 @@ class QVPOConfig:
             "diffusion_steps", "hidden_size", "time_embed_size", "behavior_samples",
             "target_samples", "eval_samples", "train_samples", "chosen", "batch_size",
             "num_envs", "updates_per_step", "critic_updates_per_actor", "total_steps",
-            "replay_size", "eval_interval", "num_eval_envs", "episode_length", "num_seeds")
+            "replay_size", "eval_interval", "num_eval_envs", "episode_length", "num_seeds",
+            "n_step")
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("entropy_samples", "start_steps", "num_devices", "entropy_decay_steps"):
+        for name in ("entropy_samples", "start_steps", "num_devices", "entropy_decay_steps",
+                     "critic_hidden_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -135,22 +163,29 @@ class QVPOConfig:
         if self.chosen > self.train_samples:
             raise ValueError(f"chosen ({self.chosen}) must not exceed train_samples "
                              f"({self.train_samples}): it keeps the top candidates of those")
-        for name in ("actor_lr", "critic_lr", "adam_eps", "grad_clip", "q_stats_rate", "q_beta"):
+        for name in ("actor_lr", "critic_lr", "adam_eps", "grad_clip", "q_stats_rate", "q_beta",
+                     "entropy_adapt_rate"):
             value = getattr(self, name)
             if not _finite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        for name in ("noise_ratio", "entropy_weight", "entropy_weight_final", "q_neg"):
+        for name in ("noise_ratio", "entropy_weight", "entropy_weight_final", "q_neg",
+                     "entropy_target_spread"):
             value = getattr(self, name)
             if not _finite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
         if not _finite(self.q_cut):
             raise ValueError(f"q_cut must be finite, got {self.q_cut!r}")
+        if not (_finite(self.behavior_epsilon) and 0.0 <= self.behavior_epsilon <= 1.0):
+            raise ValueError(f"behavior_epsilon must lie in [0, 1], got {self.behavior_epsilon!r}")
         if not (_finite(self.gamma) and 0.0 <= self.gamma <= 1.0):
             raise ValueError(f"gamma must lie in [0, 1], got {self.gamma!r}")
         if not (_finite(self.tau) and 0.0 < self.tau <= 1.0):
             raise ValueError(f"tau must lie in (0, 1], got {self.tau!r}")
         if not (_finite(self.q_stats_rate) and self.q_stats_rate <= 1.0):
             raise ValueError(f"q_stats_rate must lie in (0, 1], got {self.q_stats_rate!r}")
+        if self.entropy_target_spread > 0 and self.entropy_weight <= 0:
+            raise ValueError("entropy_weight must be > 0 with entropy_target_spread: it is the "
+                             "adaptive weight's starting value")
         if self.entropy_weight_final > self.entropy_weight:
             raise ValueError(f"entropy_weight_final ({self.entropy_weight_final}) must not exceed "
                              f"entropy_weight ({self.entropy_weight}): it is the decay's floor")

@@ -51,6 +51,8 @@ class TrainState:
 FAULT_NAMES = ("loss/critic", "loss/actor", "q/mean", "q/target", "parameters")
 # The metrics of agent.critic_update; every other update metric is the actor's.
 CRITIC_METRICS = ("loss/critic", "q/mean", "q/target", "grad_norm/critic")
+# The behaviour policy's, per vector step that acted with it (not in warm-up).
+ACT_METRICS = ("explore/behavior_spread", "explore/at_bounds")
 
 DEVICE_AXIS = "devices"  # the mesh axis that splits envs, buffer rows and batches
 SEED_AXIS = "seeds"  # the vmap axis of S seeds trained in one program
@@ -131,7 +133,7 @@ class Trainer:
         everywhere = lambda tree, spec: jax.tree.map(lambda _: spec, tree)  # noqa: E731
         return TrainState(
             agent=everywhere(state.agent, rep),
-            replay=state.replay.replace(data=everywhere(state.replay.data, split),
+            replay=state.replay.replace(data=everywhere(state.replay.data, split), ends=split,
                                         position=rep, size=rep),
             env=state.env.replace(inner=everywhere(state.env.inner, split),
                                   episode_step=split, episode_return=split, key=rep),
@@ -209,11 +211,15 @@ class Trainer:
         k_act, k_sample, k_update = (self._device_key(k) for k in (k_act, k_sample, k_update))
         obs = state.env.obs  # (N / D, o) on each device
         env_steps = self._shared(state.env_steps, seed_axis)
-        action = jax.lax.cond(
-            env_steps < cfg.start_steps,
-            lambda: jax.random.uniform(k_act, (self.vec.num_envs, self.vec.action_size),
-                                       minval=-1.0, maxval=1.0),
-            lambda: agent.act(state.agent, obs, k_act))
+        warming_up = env_steps < cfg.start_steps
+
+        def uniform():
+            action = jax.random.uniform(k_act, (self.vec.num_envs, self.vec.action_size),
+                                        minval=-1.0, maxval=1.0)
+            return action, {k: jnp.zeros(()) for k in ACT_METRICS}
+
+        action, act_metrics = jax.lax.cond(
+            warming_up, uniform, lambda: agent.act_with_stats(state.agent, obs, k_act))
         env_state = state.env
         if self.axis_name is not None:
             # The env key is replicated; each device resets its envs with a key of its own.
@@ -224,8 +230,9 @@ class Trainer:
             env_state = env_state.replace(key=env_key)
         buffer = replay.add(state.replay, agent.Transition(
             obs=obs, action=action, reward=result.reward, next_obs=result.next_obs,
-            terminated=result.terminated))
-        agent_state = state.agent.replace(env_steps=state.agent.env_steps + N)
+            terminated=result.terminated), ends=result.done)
+        agent_state = agent.update_obs_stats(
+            state.agent.replace(env_steps=state.agent.env_steps + N), obs, self.axis_name)
 
         def do_updates(agent_state):
             return self._updates(agent_state, buffer, k_sample, k_update, seed_axis)
@@ -237,6 +244,8 @@ class Trainer:
         agent_state, metrics = jax.lax.cond(
             updating, do_updates, lambda a: (a, zeros), agent_state)
         step_metrics = {**metrics, "updated": updating.astype(jnp.float32),
+                        "acted": 1.0 - warming_up.astype(jnp.float32),
+                        "acting": self._pmean(act_metrics),
                         **self._psum({"episodes": jnp.sum(result.done),
                                       "nonfinite_steps": jnp.sum(result.invalid),
                                       "episode_return_sum": jnp.sum(result.episode_return)})}
@@ -257,7 +266,11 @@ class Trainer:
         U, delay = cfg.updates_per_step, cfg.critic_updates_per_actor
         B = cfg.batch_size // self.num_devices
         k_critic_rows, k_actor_rows = jax.random.split(k_sample)
-        batches = replay.sample(buffer, k_critic_rows, (U, B))
+        if cfg.n_step == 1:
+            batches = replay.sample(buffer, k_critic_rows, (U, B))
+        else:
+            batches = replay.sample_n_step(buffer, k_critic_rows, (U, B), cfg.n_step,
+                                           agent_state.hparams["gamma"], self.vec.num_envs)
 
         def actor_states(n):
             # The actor's states are a batch of their own, as in the reference (it samples the
@@ -346,7 +359,8 @@ class Trainer:
         ``env_steps``, ``eval_return_mean`` / ``_std``, ``train_return_mean`` (episodes finished
         in the chunk; NaN if none), ``updates`` (critic updates so far) and the update metrics
         averaged over the updates of the chunk (critic ones over the vector steps that updated,
-        actor ones over the actor updates; NaN where there were none)."""
+        actor ones over the actor updates; NaN where there were none), and the behaviour
+        policy's exploration metrics over the vector steps that acted with it."""
         state, per_step = jax.lax.scan(lambda s, _: self.vector_step(s, seed_axis), state, None,
                                        length=self.chunk_steps)
         key, k_eval = jax.random.split(state.key)
@@ -361,7 +375,9 @@ class Trainer:
 
         updated, actor_weight = per_step["updated"], per_step["actor_updates"]
         metrics = {**{k: weighted_mean(v, updated) for k, v in per_step["critic"].items()},
-                   **{k: weighted_mean(v, actor_weight) for k, v in per_step["actor"].items()}}
+                   **{k: weighted_mean(v, actor_weight) for k, v in per_step["actor"].items()},
+                   **{k: weighted_mean(v, per_step["acted"])
+                      for k, v in per_step["acting"].items()}}
         metrics.update(
             env_steps=state.env_steps, eval_return_mean=eval_mean, eval_return_std=eval_std,
             train_return_mean=jnp.where(episodes > 0, return_sum / jnp.maximum(episodes, 1),

@@ -103,15 +103,20 @@ class NoiseNet(nn.Module):
 
 
 class QNetwork(nn.Module):
-    """Q(s, a): (..., obs_size), (..., d) -> (...,)."""
+    """Q(s, a): (..., obs_size), (..., d) -> (...,). ``layer_norm``: LayerNorm between each
+    hidden Linear and its Mish (an option; the reference has none)."""
 
     hidden_size: int = 256
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, s: jax.Array, a: jax.Array) -> jax.Array:
         h = jnp.concatenate([s, a], axis=-1)
         for _ in range(3):
-            h = mish(_dense(self.hidden_size)(h))
+            h = _dense(self.hidden_size)(h)
+            if self.layer_norm:
+                h = nn.LayerNorm()(h)
+            h = mish(h)
         return _dense(1)(h)[..., 0]
 
 
@@ -123,8 +128,9 @@ class TwinCritic(nn.Module):
     """
 
     hidden_size: int = 256
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, s: jax.Array, a: jax.Array) -> jax.Array:
-        return jnp.stack([QNetwork(self.hidden_size, name="q1")(s, a),
-                          QNetwork(self.hidden_size, name="q2")(s, a)])
+        return jnp.stack([QNetwork(self.hidden_size, self.layer_norm, name="q1")(s, a),
+                          QNetwork(self.hidden_size, self.layer_norm, name="q2")(s, a)])

@@ -3,6 +3,11 @@
 Inserts scatter N rows at the write position (wrapping), so an insert costs O(N) and, with the
 training state donated, never copies the buffer. Samples are uniform with replacement over the
 filled part.
+
+A vector step writes its N envs' transitions as consecutive rows, so env i's next transition
+lies N rows further on (modulo the capacity): n-step returns (:func:`n_step_rows`) walk that
+stride, using ``ends`` (episode ended there: terminated or truncated) to stop at episode
+boundaries.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from qvpo_mjx.agent import Transition
 @struct.dataclass
 class ReplayBuffer:
     data: Transition  # every field with leading axis `capacity`
+    ends: jax.Array  # (capacity,) float32: 1 where the transition ended its episode
     position: jax.Array  # () int32, next row to write
     size: jax.Array  # () int32, rows filled
 
@@ -31,15 +37,19 @@ def init(capacity: int, obs_size: int, action_size: int) -> ReplayBuffer:
                       reward=jnp.zeros((capacity,), jnp.float32),
                       next_obs=jnp.zeros((capacity, obs_size), jnp.float32),
                       terminated=jnp.zeros((capacity,), jnp.float32))
-    return ReplayBuffer(data=data, position=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
+    return ReplayBuffer(data=data, ends=jnp.zeros((capacity,), jnp.float32),
+                        position=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
 
 
-def add(buffer: ReplayBuffer, items: Transition) -> ReplayBuffer:
-    """Write n transitions (every field with leading axis n <= capacity), oldest overwritten."""
+def add(buffer: ReplayBuffer, items: Transition, ends: jax.Array | None = None) -> ReplayBuffer:
+    """Write n transitions (every field with leading axis n <= capacity), oldest overwritten.
+    ``ends`` (n,): where each ended its episode (terminated or truncated); default ``terminated``."""
     n, capacity = items.reward.shape[0], buffer.capacity
     rows = (buffer.position + jnp.arange(n, dtype=jnp.int32)) % capacity
     data = jax.tree.map(lambda d, x: d.at[rows].set(x.astype(d.dtype)), buffer.data, items)
-    return ReplayBuffer(data=data, position=(buffer.position + n) % capacity,
+    ends = items.terminated if ends is None else ends
+    return ReplayBuffer(data=data, ends=buffer.ends.at[rows].set(ends.astype(jnp.float32)),
+                        position=(buffer.position + n) % capacity,
                         size=jnp.minimum(buffer.size + n, capacity))
 
 
@@ -47,3 +57,45 @@ def sample(buffer: ReplayBuffer, key: jax.Array, shape: tuple[int, ...]) -> Tran
     """Uniform with replacement over the filled rows: every field gets leading shape ``shape``."""
     rows = jax.random.randint(key, shape, 0, jnp.maximum(buffer.size, 1))
     return jax.tree.map(lambda d: d[rows], buffer.data)
+
+
+def sample_n_step(buffer: ReplayBuffer, key: jax.Array, shape: tuple[int, ...], n: int,
+                  gamma: jax.Array, stride: int) -> Transition:
+    """As :func:`sample`, each row's transition extended to an n-step one (:func:`n_step_rows`)."""
+    rows = jax.random.randint(key, shape, 0, jnp.maximum(buffer.size, 1))
+    return n_step_rows(buffer, rows, n, gamma, stride)
+
+
+def n_step_rows(buffer: ReplayBuffer, rows: jax.Array, n: int, gamma: jax.Array,
+                stride: int) -> Transition:
+    """The n-step transitions starting at ``rows`` (any shape): from the row's obs and action,
+    reward = sum_k gamma^k r_k over the window, next_obs / terminated those of its last step,
+    horizon = its length.
+
+    The window follows the same env (``stride`` = envs per vector step on this device: its next
+    transition is ``stride`` rows on) for up to n steps, and ends early after a step that ended
+    the episode (terminated: no bootstrap; truncated: bootstrap from the true next observation
+    stored there) or at the newest transition written (the ring buffer's wrap: rows past the
+    write position hold older data, never the continuation).
+    """
+    capacity = buffer.capacity
+    first = jax.tree.map(lambda d: d[rows], buffer.data)
+    # Steps available after `rows`, newest row included: the distance to the newest row.
+    newest = (buffer.position - 1) % capacity
+    ahead = ((newest - rows) % capacity) // stride  # whole later steps of the same env
+
+    def body(carry, k):
+        reward, last, alive = carry  # alive: the window still runs at step k
+        row = (rows + k * stride) % capacity
+        take = alive & (k <= ahead)
+        reward = reward + jnp.where(take, gamma ** k * buffer.data.reward[row], 0.0)
+        last = jnp.where(take, row, last)
+        alive = take & (buffer.ends[row] == 0)
+        return (reward, last, alive), take.astype(jnp.float32)
+
+    init = (jnp.zeros(rows.shape, jnp.float32), rows, jnp.ones(rows.shape, bool))
+    (reward, last, _), taken = jax.lax.scan(body, init, jnp.arange(n))
+    return Transition(obs=first.obs, action=first.action, reward=reward,
+                      next_obs=buffer.data.next_obs[last],
+                      terminated=buffer.data.terminated[last],
+                      horizon=jnp.sum(taken, axis=0))

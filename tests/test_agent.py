@@ -102,14 +102,16 @@ def test_act_and_eval_act_use_their_own_sample_counts(state):
     obs = jax.random.normal(jax.random.PRNGKey(1), (32, OBS))
     key = jax.random.PRNGKey(0)
 
-    def best_of(k, params=None, critic=None, noise_ratio=1.0):
-        return agent.select_action(st, params or st.actor_params, critic or st.critic_params,
-                                   obs, key, k, noise_ratio)[0]
+    def best_of(k, noise_ratio=1.0, key=key):
+        return agent.select_action(st, st.actor_params, st.critic_params, obs, key, k,
+                                   noise_ratio)[0]
 
+    k_candidates = jax.random.split(key)[0]  # act draws its candidates from this half
     a = jax.jit(agent.act)(st, obs, key)
     assert a.shape == (32, ACT) and float(jnp.abs(a).max()) <= 1.0
-    np.testing.assert_array_equal(a, best_of(3))
-    assert not np.array_equal(a, best_of(9)) and not np.array_equal(a, best_of(1))
+    np.testing.assert_array_equal(a, best_of(3, key=k_candidates))
+    assert not np.array_equal(a, best_of(9, key=k_candidates))
+    assert not np.array_equal(a, best_of(1, key=k_candidates))
     e = agent.eval_act(st, obs, key)
     np.testing.assert_array_equal(e, best_of(9))
     assert not np.array_equal(e, best_of(3))
@@ -117,6 +119,34 @@ def test_act_and_eval_act_use_their_own_sample_counts(state):
     d = agent.eval_act(det, obs, key)
     np.testing.assert_array_equal(d, best_of(9, noise_ratio=0.0))
     assert not np.allclose(d, e)  # noise_ratio 0 is another chain than noise_ratio 1
+
+
+def test_behavior_epsilon_acts_with_a_plain_sample_that_often(state):
+    """The reference's --epsilon: with probability behavior_epsilon a state's action is one
+    plain sample of the policy (candidate 0), not the best of behavior_samples."""
+    obs = jax.random.normal(jax.random.PRNGKey(1), (512, OBS))
+    key = jax.random.PRNGKey(0)
+    @jax.jit
+    def reference(k):  # jitted like act, so the float rounding is the same
+        cands = agent.sample_candidates(state, state.actor_params, obs, k,
+                                        SMALL.behavior_samples, 1.0)
+        return cands[:, 0], agent._best(cands, agent.min_q(state, state.critic_params, obs,
+                                                           cands))[0]
+
+    first, best = (np.asarray(x) for x in reference(jax.random.split(key)[0]))
+
+    def act(eps):
+        st = state.replace(hparams={**state.hparams, "behavior_epsilon": jnp.float32(eps)})
+        return np.asarray(jax.jit(agent.act)(st, obs, key))
+
+    np.testing.assert_allclose(act(0.0), best, atol=1e-5)
+    np.testing.assert_allclose(act(1.0), first, atol=1e-5)
+    half = act(0.5)
+    plain = np.all(np.isclose(half, first, atol=1e-5), axis=1)
+    greedy = np.all(np.isclose(half, best, atol=1e-5), axis=1)
+    assert np.all(plain | greedy)
+    differ = ~np.all(np.isclose(best, first, atol=1e-5), axis=1)  # tell-apart states
+    assert 0.4 < plain[differ].mean() < 0.6
 
 
 # ---------------------------------------------------------------- the critic's target
@@ -290,7 +320,8 @@ def test_delayed_update_steps_the_critic_d_times_and_the_actor_once(state):
     assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
-def test_critic_td_error_falls_on_a_fixed_batch(state):
+def critic_losses_on_a_fixed_batch(state, updates: int) -> np.ndarray:
+    """The critic loss of ``updates`` full updates (critic lr 1e-3) on one fixed batch."""
     batch = make_batch(jax.random.PRNGKey(5))
     st = state.replace(hparams={**state.hparams, "critic_lr": jnp.float32(1e-3)})
 
@@ -298,9 +329,13 @@ def test_critic_td_error_falls_on_a_fixed_batch(state):
         def body(st, k):
             st, m = agent.update(st, batch, k)
             return st, m["loss/critic"]
-        return jax.lax.scan(body, st, jax.random.split(key, 300))
+        return jax.lax.scan(body, st, jax.random.split(key, updates))[1]
 
-    st, losses = jax.jit(run)(st, jax.random.PRNGKey(6))
+    return np.asarray(jax.jit(run)(st, jax.random.PRNGKey(6)))
+
+
+def test_critic_td_error_falls_on_a_fixed_batch(state):
+    losses = critic_losses_on_a_fixed_batch(state, 300)
     first, last = float(losses[:10].mean()), float(losses[-10:].mean())
     assert last < 0.2 * first, (first, last)
 
@@ -398,3 +433,59 @@ def test_policy_improvement_moves_samples_to_the_better_mode():
     after = frac_good(st, jax.random.PRNGKey(3))
     print("good-mode fraction", before, after)
     assert before < 0.4 and after > 0.75, (before, after)
+
+
+def test_exploration_metrics(state):
+    # Spread: std over the K candidates, averaged over states and action dims.
+    c = jnp.array([[[0.0, 1.0], [2.0, 1.0]], [[-1.0, 0.5], [1.0, 0.5]]])  # (B 2, K 2, d 2)
+    assert float(agent.candidate_spread(c)) == pytest.approx(0.5)
+    # The behaviour policy's own: its action is the pick of act, its spread that of the same
+    # draws, and at_bounds the share of action components at +-1.
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, OBS))
+    key = jax.random.PRNGKey(2)
+    action, stats = agent.act_with_stats(state, obs, key)
+    np.testing.assert_array_equal(action, agent.act(state, obs, key))
+    cands = agent.sample_candidates(state, state.actor_params, obs, jax.random.split(key)[0],
+                                    SMALL.behavior_samples, 1.0)
+    assert float(stats["explore/behavior_spread"]) == pytest.approx(
+        float(np.asarray(cands).std(axis=1).mean()), rel=1e-5)
+    assert float(stats["explore/at_bounds"]) == pytest.approx(
+        float(np.mean(np.abs(np.asarray(action)) >= 1 - 1e-6)))
+    # The actor update reports the spread of its Kt training candidates and of their scores.
+    _, m = jax.jit(agent.actor_update)(state, obs, key)
+    k_candidates, _ = jax.random.split(key)
+    train = agent.sample_candidates(state, state.actor_params, obs, k_candidates,
+                                    SMALL.train_samples, 1.0)
+    assert float(m["explore/train_spread"]) == pytest.approx(
+        float(np.asarray(train).std(axis=1).mean()), rel=1e-5)
+    scores = np.asarray(agent.min_q(state, state.critic_params, obs, train))
+    assert float(m["explore/score_spread"]) == pytest.approx(scores.std(axis=1).mean(), rel=1e-4)
+
+
+def test_adaptive_entropy_weight_holds_the_candidate_spread_at_its_target():
+    """entropy_target_spread > 0: the weight used is exp(log w), and log w moves by
+    rate x (target - spread) / target per actor update, within its bounds; 0 keeps the
+    reference schedule and leaves log w alone."""
+    obs = jax.random.normal(jax.random.PRNGKey(1), (16, OBS))
+    key = jax.random.PRNGKey(2)
+    for target in (0.05, 2.0):  # below and above any spread of candidates in [-1, 1]
+        cfg = SMALL.replace(entropy_target_spread=target, entropy_adapt_rate=0.02,
+                            entropy_weight=0.03)
+        st = agent.init(jax.random.PRNGKey(0), OBS, ACT, cfg)
+        new, m = jax.jit(agent.actor_update)(st, obs, key)
+        assert float(m["entropy_weight"]) == pytest.approx(0.03, rel=1e-6)
+        spread = float(m["explore/train_spread"])
+        expected = np.log(0.03) + 0.02 * (target - spread) / target
+        assert float(new.log_entropy_weight) == pytest.approx(expected, rel=1e-5)
+        assert (float(new.log_entropy_weight) > np.log(0.03)) == (target > spread)
+    # Bounded: a huge rate cannot push it past 10 or below 1e-4.
+    st = agent.init(jax.random.PRNGKey(0), OBS, ACT, SMALL.replace(
+        entropy_target_spread=2.0, entropy_adapt_rate=1e3))
+    assert float(jax.jit(agent.actor_update)(st, obs, key)[0].log_entropy_weight) == \
+        pytest.approx(np.log(10.0))
+    # Off (the reference): the schedule's weight, log w untouched.
+    st = agent.init(jax.random.PRNGKey(0), OBS, ACT, SMALL.replace(total_steps=100))
+    st = st.replace(env_steps=jnp.int32(50))
+    new, m = jax.jit(agent.actor_update)(st, obs, key)
+    assert float(m["entropy_weight"]) == pytest.approx(0.01)
+    assert float(new.log_entropy_weight) == float(st.log_entropy_weight)

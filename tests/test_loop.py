@@ -145,3 +145,18 @@ def test_seeds_under_vmap_keep_warm_up_update_and_reset_branches(trainer):
     conds = _count_primitive(single, "cond")
     assert conds >= 3  # acting in warm-up, the updates, the reset
     assert _count_primitive(batched, "cond") == conds
+
+
+def test_wide_regime_options_run_in_the_loop():
+    # n-step returns, observation normalisation and a LayerNorm critic together, in the loop.
+    cfg = TINY.replace(n_step=3, obs_normalization=True, critic_layer_norm=True,
+                       critic_hidden_size=24)
+    tr = Trainer(cfg, "pendulum_swingup")
+    state = jax.jit(tr.init)(jax.random.PRNGKey(0))
+    run = jax.jit(tr.run_chunk)
+    for _ in range(2):
+        state, metrics = run(state)
+    assert float(state.agent.obs_stats.count) == 32  # every observation acted on
+    obs = np.asarray(state.replay.data.obs[:32])  # raw in the buffer
+    np.testing.assert_allclose(state.agent.obs_stats.mean, obs.mean(0), rtol=1e-4, atol=1e-5)
+    assert all(np.isfinite(float(metrics[k])) for k in ("loss/critic", "loss/actor", "q/target"))

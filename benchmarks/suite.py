@@ -1,0 +1,238 @@
+"""The generality suite: a QVPO preset on tasks nobody tuned it for, against SAC and PPO.
+
+    python benchmarks/suite.py                       # cpu preset, every SUITE task, 3 seeds
+    python benchmarks/suite.py --quick               # CI-sized smoke test: 2 tasks, 2,048 steps
+    python benchmarks/suite.py --tasks pendulum_swingup CartpoleSwingup --seeds 3
+    python benchmarks/suite.py --variant adapt15 --set entropy_target_spread=0.15
+    python benchmarks/suite.py --report-only         # tables and plots from the saved runs
+
+Per task, at one env-step budget (``BUDGETS``; the same for every algorithm): QVPO with the
+``--preset`` (and a ``--variant``'s overrides), S seeds in one batched run; Brax SAC (one update
+per env step, batch 256: ``peers.sac_defaults``) and Brax PPO (``peers.ppo_defaults``), S seeds each
+(``--peers``); and the return of the uniform random policy (64 episodes). Each algorithm's
+**final** return (the last evaluation) and **mean return over the run** (the mean of its
+evaluations: the area under the curve over the budget), averaged over seeds, is reported as a
+fraction of the task's reference:
+
+    fraction = (R - R_random) / (R_reference - R_random),
+
+R_reference = the better of SAC and PPO on that measure (random policy = 0, the best peer = 1).
+Runs are saved as run directories (``--runs-dir``, default ``benchmarks/results/suite/``) and
+reused: an existing run is not trained again unless ``--rerun``, so variants and presets share
+the peers' runs. Writes ``benchmarks/results/suite[_VARIANT].json`` and per-task plots
+``suite/plots/TASK[_VARIANT].png``; prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+from common import machine_info, write_result  # noqa: E402
+
+# The suite's tasks and their env-step budgets on a 2-core CPU: what 3 seeds of the cpu preset
+# and of Brax SAC each train in about 10 minutes (cheap physics: more steps).
+BUDGETS = {
+    "pendulum_swingup": 30_000,
+    "inverted_double_pendulum": 30_000,
+    "reacher": 30_000,
+    "hopper": 30_000,
+    "halfcheetah": 30_000,
+    "CartpoleSwingup": 50_000,
+    "AcrobotSwingup": 50_000,
+    "PendulumSwingup": 50_000,
+    "BallInCup": 50_000,
+    "FingerSpin": 50_000,
+}
+# The smoke test: two tasks, tiny networks, episodes of 200 steps, two evaluations per run.
+QUICK = {"tasks": ["pendulum_swingup", "CartpoleSwingup"], "budget": 1_024, "episode_length": 200,
+         "evaluations": 2,
+         "qvpo": {"hidden_size": 16, "time_embed_size": 8, "diffusion_steps": 3,
+                  "train_samples": 4, "eval_samples": 2, "num_eval_envs": 2, "batch_size": 64,
+                  "updates_per_step": 1, "start_steps": 256},
+         "peers": {"sac": {"min_replay_size": 256, "batch_size": 64, "num_eval_envs": 2,
+                           "hidden_layer_sizes": [16, 16]},
+                   "ppo": {"num_eval_envs": 2}}}
+EPISODE_LENGTH = 1000
+EVALUATIONS = 10
+NUM_ENVS = 16  # every algorithm, every task: the cpu preset's N
+
+
+def random_return(task: str, episodes: int = 64, episode_length: int = 1000,
+                  seed: int = 0) -> float:
+    """Mean return of uniform random actions over ``episodes`` episodes run in parallel."""
+    import jax
+    import jax.numpy as jnp
+
+    import envs
+    vec = envs.VecEnv(envs.make(task), episodes, episode_length)
+
+    @jax.jit
+    def run(key):
+        k_reset, k_steps = jax.random.split(key)
+        state = vec.reset(k_reset)
+
+        def body(carry, k):
+            state, total, alive = carry
+            action = jax.random.uniform(k, (episodes, vec.action_size), minval=-1, maxval=1)
+            state, r = vec.step(state, action, auto_reset=False)
+            return (state, total + alive * r.reward, alive * (1 - r.done)), None
+
+        (_, total, _), _ = jax.lax.scan(body, (state, jnp.zeros(episodes), jnp.ones(episodes)),
+                                        jax.random.split(k_steps, episode_length))
+        return total
+
+    return float(np.mean(np.asarray(run(jax.random.PRNGKey(seed)))))
+
+
+def qvpo_run(task: str, preset: str, budget: int, seeds: int, run_dir: Path,
+             overrides: dict, evaluations: int, episode_length: int) -> None:
+    from qvpo_mjx.presets import preset_config
+    from qvpo_mjx.train import train
+    cfg = preset_config(preset, {"num_envs": NUM_ENVS, "total_steps": budget,
+                                 "eval_interval": max(budget // evaluations, NUM_ENVS),
+                                 "episode_length": episode_length, "num_seeds": seeds,
+                                 "num_devices": 1, **overrides})
+    train(cfg, task, seed=0, out_dir=run_dir, overwrite=True, progress=False,
+          extra_meta={"preset": preset, "algorithm": "QVPO " + run_dir.name[len("qvpo_"):]})
+
+
+def peer_run(algo: str, task: str, budget: int, seed: int, run_dir: Path, evaluations: int,
+             episode_length: int, hyper: dict) -> None:
+    from peers import brax_compat, run_brax
+    with brax_compat():
+        run_brax(algo, task, NUM_ENVS, budget, seed, run_dir,
+                 eval_every=max(budget // evaluations, 1), overwrite=True,
+                 episode_length=episode_length, **hyper)
+
+
+def summarise(run_dirs: list[Path]) -> dict | None:
+    """Per-seed final and mean-over-run returns of the runs (a batched run holds several)."""
+    from qvpo_mjx import plot
+    finals, means, walls = [], [], []
+    for d in run_dirs:
+        if not (d / "curve.npz").exists():
+            continue
+        for run in plot.load_runs(d):
+            y = run["y"][np.asarray(run["x"]["env_steps"]) > 0]  # brax's step-0 evaluation aside
+            finals.append(float(y[-1]))
+            means.append(float(np.mean(y)))
+            walls.append(float(run["x"]["wall_time"][-1]))
+    if not finals:
+        return None
+    return {"final": finals, "mean_over_run": means, "final_mean": float(np.mean(finals)),
+            "mean_over_run_mean": float(np.mean(means)), "seeds": len(finals),
+            "wall_s": float(np.max(walls))}
+
+
+def fraction(r: float, random: float, reference: float) -> float:
+    return (r - random) / (reference - random) if reference != random else math.nan
+
+
+def plot_task(task: str, dirs: list[Path], out: Path, title: str) -> None:
+    from qvpo_mjx import plot
+    existing = [str(d) for d in dirs if (d / "curve.npz").exists()]
+    if existing:
+        plot.plot(existing, str(out), x_axis="env_steps", band="minmax", title=title)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--variant", default="", help="a name for --set overrides")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="config overrides of the variant (JSON values)")
+    parser.add_argument("--tasks", nargs="+", default=None)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budget", type=int, default=None, help="env steps for every task")
+    parser.add_argument("--peers", nargs="*", default=["sac", "ppo"])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rerun", action="store_true", help="train again runs that exist")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--runs-dir", default=str(HERE / "results" / "suite"))
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    tasks = args.tasks or (QUICK["tasks"] if args.quick else list(BUDGETS))
+    seeds = 1 if args.quick and args.seeds == 3 else args.seeds
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
+    if args.quick:  # small networks and updates: a smoke test of the whole pipeline
+        overrides = {**QUICK["qvpo"], **overrides}
+    evaluations = QUICK["evaluations"] if args.quick else EVALUATIONS
+    episode_length = QUICK["episode_length"] if args.quick else EPISODE_LENGTH
+    name = f"qvpo_{args.preset}" + (f"_{args.variant}" if args.variant else "")
+    runs_dir = Path(args.runs_dir)
+    out = Path(args.out or HERE / "results" / (
+        "suite" + ("_quick" if args.quick else "") + (f"_{args.variant}" if args.variant else "")
+        + ".json"))
+    result = {"machine": machine_info(), "preset": args.preset, "variant": args.variant,
+              "overrides": overrides, "seeds": seeds, "num_envs": NUM_ENVS, "tasks": {}}
+    t_start = time.perf_counter()
+    for task in tasks:
+        budget = args.budget or (QUICK["budget"] if args.quick else BUDGETS.get(task, 30_000))
+        task_dir = runs_dir / task
+        qvpo_dir = task_dir / name
+        peer_dirs = {algo: [task_dir / f"{algo}_s{s}" for s in range(seeds)]
+                     for algo in args.peers}
+        if not args.report_only:
+            if args.rerun or not (qvpo_dir / "curve.npz").exists():
+                print(f"[{task}] {name}: {budget:,} env steps, {seeds} seeds", flush=True)
+                qvpo_run(task, args.preset, budget, seeds, qvpo_dir, overrides, evaluations,
+                         episode_length)
+            for algo, dirs in peer_dirs.items():
+                for s, d in enumerate(dirs):
+                    if args.rerun or not (d / "curve.npz").exists():
+                        print(f"[{task}] brax {algo} seed {s}: {budget:,} env steps", flush=True)
+                        peer_run(algo, task, budget, s, d, evaluations, episode_length,
+                                 QUICK["peers"].get(algo, {}) if args.quick else {})
+        random_file = task_dir / "random_return.json"
+        if random_file.exists():
+            random = json.loads(random_file.read_text())["return"]
+        else:
+            random = random_return(task, episode_length=episode_length)
+            task_dir.mkdir(parents=True, exist_ok=True)
+            write_result(random_file, {"task": task, "return": random, "episodes": 64,
+                                       "episode_length": episode_length})
+        row = {"budget": budget, "random": random, "qvpo": summarise([qvpo_dir])}
+        for algo, dirs in peer_dirs.items():
+            row[algo] = summarise(dirs)
+        peers = [row[a] for a in args.peers if row.get(a)]
+        for measure in ("final", "mean_over_run"):
+            ref = max((p[f"{measure}_mean"] for p in peers), default=math.nan)
+            row[f"reference_{measure}"] = ref
+            if row["qvpo"]:
+                row[f"fraction_{measure}"] = fraction(row["qvpo"][f"{measure}_mean"], random, ref)
+                row[f"fraction_{measure}_per_seed"] = [fraction(v, random, ref)
+                                                       for v in row["qvpo"][measure]]
+        result["tasks"][task] = row
+        plots = runs_dir / "plots"
+        plots.mkdir(parents=True, exist_ok=True)
+        plot_task(task, [qvpo_dir, *[d for ds in peer_dirs.values() for d in ds]],
+                  plots / f"{task}{'_' + args.variant if args.variant else ''}.png",
+                  f"{task}: {name} vs Brax {' / '.join(args.peers).upper()}, {budget:,} env steps")
+    result["wall_s"] = time.perf_counter() - t_start
+    print(f"\n{'task':<26} {'budget':>7} {'random':>8} {'reference':>10} {'QVPO final':>11} "
+          f"{'fraction':>9} {'mean/run':>9}")
+    for task, r in result["tasks"].items():
+        q = r["qvpo"] or {}
+        print(f"{task:<26} {r['budget']:>7,} {r['random']:>8.1f} {r['reference_final']:>10.1f} "
+              f"{q.get('final_mean', math.nan):>11.1f} {r.get('fraction_final', math.nan):>9.2f} "
+              f"{r.get('fraction_mean_over_run', math.nan):>9.2f}")
+    write_result(out, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Options beyond the reference, each against a closed form: n-step returns, observation
+normalisation, the LayerNorm / wider critic."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qvpo_mjx import agent, replay
+from test_agent import ACT, OBS, SMALL, critic_losses_on_a_fixed_batch, make_batch
+
+GAMMA = 0.5
+
+
+def fill(buffer, steps, stride=2):
+    """Write ``steps`` vector steps of ``stride`` envs; step t, env i: reward r[t][i],
+    terminated term[t][i], truncated trunc[t][i], next_obs = 100 t + i (a tag)."""
+    for t, (rewards, term, trunc) in enumerate(steps):
+        tag = jnp.asarray([100.0 * t + i for i in range(stride)])
+        items = agent.Transition(obs=jnp.tile(tag[:, None] - 0.5, (1, 2)),
+                                 action=jnp.zeros((stride, 1)), reward=jnp.asarray(rewards, float),
+                                 next_obs=jnp.tile(tag[:, None], (1, 2)),
+                                 terminated=jnp.asarray(term, float))
+        buffer = replay.add(buffer, items, ends=jnp.maximum(jnp.asarray(term, float),
+                                                            jnp.asarray(trunc, float)))
+    return buffer
+
+
+def window(buffer, rows, n=3):
+    got = replay.n_step_rows(buffer, jnp.asarray(rows), n, jnp.float32(GAMMA), 2)
+    return (np.asarray(got.reward), np.asarray(got.horizon), np.asarray(got.terminated),
+            np.asarray(got.next_obs[:, 0]))
+
+
+def test_n_step_returns_stop_at_terminals_and_time_limits_and_bootstrap_from_the_true_state():
+    # env 0: rewards 1..5, terminal at its third step; env 1: rewards 10..50, its second step
+    # ends by the time limit (truncated, not terminal).
+    steps = [([1, 10], [0, 0], [0, 0]), ([2, 20], [0, 0], [0, 1]), ([3, 30], [1, 0], [0, 0]),
+             ([4, 40], [0, 0], [0, 0]), ([5, 50], [0, 0], [0, 0])]
+    buf = fill(replay.init(12, 2, 1), steps)
+    reward, horizon, term, nxt = window(buf, [0, 2, 6, 1, 9])
+    np.testing.assert_allclose(reward, [1 + .5 * 2 + .25 * 3,  # three steps, the last terminal
+                                        2 + .5 * 3,            # two: the terminal ends it
+                                        4 + .5 * 5,            # two: no newer data
+                                        10 + .5 * 20,          # two: the time limit ends it
+                                        50])                   # the newest transition
+    np.testing.assert_array_equal(horizon, [3, 2, 2, 2, 1])
+    np.testing.assert_array_equal(term, [1, 1, 0, 0, 0])  # truncation bootstraps ...
+    np.testing.assert_array_equal(nxt, [200, 200, 400, 101, 401])  # ... from its true s'
+    # The TD target discounts the bootstrap by gamma^horizon: y = R + 0.5^2 * Q' for row 1.
+    state = agent.init(jax.random.PRNGKey(0), 2, 1, SMALL.replace(gamma=GAMMA))
+    batch = replay.n_step_rows(buf, jnp.asarray([1]), 3, jnp.float32(GAMMA), 2)
+    assert float(agent.td_target(state, batch, jnp.asarray([8.0]))[0]) == pytest.approx(20 + 2.0)
+
+
+def test_n_step_windows_never_run_past_the_newest_row_of_the_ring():
+    # 7 vector steps into 12 rows: step 6 overwrote steps 0's rows (0, 1); rows 2, 3 hold the
+    # oldest data (step 1). Env 0's newest transition (row 0) must not continue into row 2.
+    steps = [([t + 1, 10 * (t + 1)], [0, 0], [0, 0]) for t in range(7)]
+    buf = fill(replay.init(12, 2, 1), steps)
+    reward, horizon, _, nxt = window(buf, [0, 10, 8, 2])
+    np.testing.assert_allclose(reward, [7, 6 + .5 * 7, 5 + .5 * 6 + .25 * 7, 2 + .5 * 3 + .25 * 4])
+    np.testing.assert_array_equal(horizon, [1, 2, 3, 3])
+    np.testing.assert_array_equal(nxt, [600, 600, 600, 300])
+    # n = 1 is the stored transition itself.
+    one = replay.n_step_rows(buf, jnp.arange(12), 1, jnp.float32(GAMMA), 2)
+    np.testing.assert_array_equal(one.reward, buf.data.reward)
+    np.testing.assert_array_equal(one.horizon, np.ones(12))
+
+
+def test_observation_statistics_equal_numpy_over_the_same_data():
+    cfg = SMALL.replace(obs_normalization=True)
+    state = agent.init(jax.random.PRNGKey(0), OBS, ACT, cfg)
+    chunks = [jax.random.normal(jax.random.PRNGKey(i), (16, OBS)) * (i + 1) + i for i in range(4)]
+    for c in chunks:
+        state = jax.jit(agent.update_obs_stats)(state, c)
+    data = np.concatenate([np.asarray(c) for c in chunks])
+    np.testing.assert_allclose(state.obs_stats.mean, data.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state.obs_stats.var, data.var(0), rtol=1e-4)
+    assert float(state.obs_stats.count) == 64
+    x = data[:5]
+    expected = np.clip((x - data.mean(0)) / np.sqrt(data.var(0) + 1e-8), -10, 10)
+    np.testing.assert_allclose(agent.normalize_obs(state, jnp.asarray(x)), expected, rtol=1e-4,
+                               atol=1e-5)
+    # Two devices holding half of each batch pool to the same statistics.
+    halves = [c.reshape(2, 8, OBS) for c in chunks]
+    pooled = agent.init(jax.random.PRNGKey(0), OBS, ACT, cfg)
+    for h in halves:
+        pooled = jax.vmap(lambda o: agent.update_obs_stats(pooled, o, "d"), axis_name="d")(h)
+        pooled = jax.tree.map(lambda v: v[0], pooled)
+    np.testing.assert_allclose(pooled.obs_stats.mean, data.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pooled.obs_stats.var, data.var(0), rtol=1e-4)
+    # Off (the reference): observations pass through untouched, statistics never move.
+    plain = agent.init(jax.random.PRNGKey(0), OBS, ACT, SMALL)
+    assert agent.update_obs_stats(plain, chunks[0]) is plain
+    np.testing.assert_array_equal(agent.normalize_obs(plain, chunks[1]), chunks[1])
+
+
+def test_normalisation_reaches_actor_and_critic():
+    """With obs_normalization, act and the critic see normalised observations: scaling the raw
+    observations and the statistics alike changes nothing."""
+    cfg = SMALL.replace(obs_normalization=True)
+    state = agent.init(jax.random.PRNGKey(0), OBS, ACT, cfg)
+    raw = jax.random.normal(jax.random.PRNGKey(1), (64, OBS)) * 3.0 + 2.0
+    a = agent.update_obs_stats(state, raw)
+    b = agent.update_obs_stats(state, raw * 7.0 - 1.0)
+    key = jax.random.PRNGKey(3)
+    np.testing.assert_allclose(agent.act(a, raw[:8], key), agent.act(b, raw[:8] * 7.0 - 1.0, key),
+                               atol=1e-4)
+    batch = make_batch(jax.random.PRNGKey(2))
+    scaled = batch.replace(obs=batch.obs * 7.0 - 1.0, next_obs=batch.next_obs * 7.0 - 1.0)
+    ma = jax.jit(agent.critic_update)(a, batch, key)[1]
+    mb = jax.jit(agent.critic_update)(b, scaled, key)[1]
+    assert float(ma["loss/critic"]) == pytest.approx(float(mb["loss/critic"]), rel=1e-3)
+
+
+def test_layer_norm_critic_of_its_own_width_learns_a_fixed_batch():
+    cfg = SMALL.replace(critic_hidden_size=48, critic_layer_norm=True)
+    state = agent.init(jax.random.PRNGKey(0), OBS, ACT, cfg)
+    q1 = state.critic_params["params"]["q1"]
+    assert q1["Dense_0"]["kernel"].shape == (OBS + ACT, 48)  # the critic's own width
+    assert q1["LayerNorm_0"]["scale"].shape == (48,) and "LayerNorm_2" in q1
+    assert state.actor_params["params"]["hidden2"]["kernel"].shape == (32, 32)  # actor unchanged
+    losses = critic_losses_on_a_fixed_batch(state, 200)
+    assert float(losses[-10:].mean()) < 0.2 * float(losses[:10].mean())

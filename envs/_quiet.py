@@ -9,6 +9,10 @@ Two messages are noise for this project, which only runs MJX's JAX implementatio
 - Brax's MJCF loader warns on each process's first task that "Brax System, piplines and
   environments are not actively being maintained" (a ``UserWarning``).
   :func:`brax_unmaintained_ignored` ignores that one message, and only while a task is built.
+- MuJoCo 4's compiler warns that the attribute ``settotalmass`` "is deprecated", through its C
+  warning handler (to stderr), for the cheetah models that Brax and Playground ship: a note to
+  those packages' model authors. :func:`shipped_model_deprecation_ignored` drops that one message
+  while a packaged (Brax or Playground) task is built; a user's own model still shows it.
 
 Every other print and warning stays visible.
 """
@@ -24,6 +28,7 @@ from typing import Iterator
 
 _WARP_PROBE = re.compile(r"^Failed to import (mujoco_)?warp: ")
 _BRAX_UNMAINTAINED = r"Brax System, piplines and environments are not actively being maintained"
+_SETTOTALMASS = re.compile(r"^compiler attribute 'settotalmass' is deprecated")
 
 
 def import_mjx() -> None:
@@ -47,3 +52,22 @@ def brax_unmaintained_ignored() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_BRAX_UNMAINTAINED, category=UserWarning)
         yield
+
+
+@contextlib.contextmanager
+def shipped_model_deprecation_ignored() -> Iterator[None]:
+    """Within the block, MuJoCo's C warnings go through a handler that drops the ``settotalmass``
+    deprecation and writes every other one to stderr as MuJoCo itself would ("WARNING: ...");
+    the previous handler comes back on exit."""
+    import mujoco
+
+    def handler(message: str) -> None:
+        if not _SETTOTALMASS.match(message):
+            sys.stderr.write(f"WARNING: {message}\n")
+
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(handler)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)

@@ -211,7 +211,9 @@ def _make_cached(name: str, options: tuple[tuple[str, Any], ...]) -> Env:
     solver = {k: v for k, v in solver.items() if v is not None}
     if solver and s.family == "playground":
         raise ValueError(_no_solver_options(name, s.family))
-    with _model_on_a_local_device(), _quiet.brax_unmaintained_ignored():
+    shipped = (_quiet.shipped_model_deprecation_ignored() if s.family in ("brax", "playground")
+               else contextlib.nullcontext())
+    with _model_on_a_local_device(), _quiet.brax_unmaintained_ignored(), shipped:
         env = _as_env(s.build(**opts), name)
     if solver:
         if not isinstance(getattr(env, "sys", None), mjx.Model):

@@ -72,6 +72,7 @@ def test_start_up_is_quiet_and_brax_tasks_need_no_playground():
         "sys.modules['warp'] = sys.modules['mujoco_playground'] = None\n"
         "import envs\n"
         "env = envs.make('pendulum_swingup')\n"
+        "envs.make('halfcheetah')\n"  # Brax's cheetah XML: MuJoCo 4's settotalmass deprecation
         "print('playground imported:', 'mujoco_playground' in sys.modules and "
         "sys.modules['mujoco_playground'] is not None)\n"
         "warnings.warn('a real warning', UserWarning)\n"
@@ -85,10 +86,27 @@ def test_start_up_is_quiet_and_brax_tasks_need_no_playground():
     assert out.returncode == 0, out.stderr
     text = out.stdout + out.stderr
     assert "Failed to import" not in text and "not actively being maintained" not in text, text
+    assert "settotalmass" not in text, text
     assert "a real warning" in text  # other warnings still show
     assert "playground imported: False" in out.stdout
     assert "ImportError: env 'CartpoleSwingup' needs MuJoCo Playground (pip install playground)" \
         in out.stdout
+
+
+def test_only_the_shipped_models_deprecation_is_dropped(capfd):
+    import mujoco
+
+    from envs import _quiet
+    xml = ('<mujoco><compiler settotalmass="2"/><worldbody><body><joint type="hinge"/>'
+           '<geom size=".1"/></body></worldbody></mujoco>')
+    with _quiet.shipped_model_deprecation_ignored():
+        mujoco.MjModel.from_xml_string(xml)
+        mujoco.get_mju_user_warning()("another MuJoCo warning")
+    err = capfd.readouterr().err
+    assert "settotalmass" not in err and "WARNING: another MuJoCo warning" in err
+    assert mujoco.get_mju_user_warning() is None  # MuJoCo's own handler is back
+    mujoco.MjModel.from_xml_string(xml)  # a user's model outside the block still says it
+    assert "settotalmass' is deprecated" in capfd.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------

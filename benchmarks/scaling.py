@@ -24,12 +24,16 @@ spends env steps on updates:
   updates, learning rates unchanged): on a GPU a batch of 512 costs about what 256 does;
 * ``delay`` / ``delay4``: N critic updates per vector step but one actor update per 2 (or 4) of
   them (``critic_updates_per_actor``): the reference's critic ratio, half (a quarter of) its
-  actor updates.
+  actor updates. ``delay`` is the ``gpu`` preset's rule;
+* ``uU_bB`` (e.g. ``u2_b4096``; issue 13's wide regime): a fixed U critic updates of batch B per
+  vector step whatever N is, the actor every second one, as FastTD3 does: far fewer, far wider
+  updates, meant to be given 10x or more the env steps (``--budget``), since on a GPU env steps
+  are cheap and sequential updates are what a user waits for.
 
 Writes each run to ``benchmarks/results/scaling/ENV/REGIME_N/`` (curve.npz, config.json), a
 summary table to ``benchmarks/results/scaling.json`` (one row per env, regime and N; a rerun replaces
 its rows and keeps the others) and plots (``qvpo_mjx.plot``) against env
-steps and wall-clock next to it.
+steps, wall-clock and sequential gradient updates (critic + actor: the GPU-time proxy) next to it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -78,11 +83,24 @@ def regime(name: str, N: int, base: dict) -> dict | None:
     if name in ("delay", "delay4"):
         return {"num_envs": N, "updates_per_step": N, "batch_size": REFERENCE_BATCH,
                 "critic_updates_per_actor": 2 if name == "delay" else 4}
+    fixed = FIXED.fullmatch(name)
+    if fixed:
+        return {"num_envs": N, "updates_per_step": int(fixed[1]), "batch_size": int(fixed[2]),
+                "critic_updates_per_actor": 2}
     raise ValueError(name)
 
 
 REGIMES = ("reference", "naive", "utd", "half", "quarter", "wide", "half_wide", "delay",
            "delay4")
+FIXED = re.compile(r"u([1-9][0-9]*)_b([1-9][0-9]*)")  # the wide regime: uU_bB
+
+
+def regime_name(name: str) -> str:
+    """argparse type: one of REGIMES or uU_bB."""
+    if name in REGIMES or FIXED.fullmatch(name):
+        return name
+    raise argparse.ArgumentTypeError(f"unknown regime {name!r}: one of {', '.join(REGIMES)}, "
+                                     f"or uU_bB (U critic updates of batch B per vector step)")
 
 
 def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
@@ -119,15 +137,24 @@ def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
            "updates_per_env_step": cfg.updates_per_step / N,
            "actor_updates_per_env_step": cfg.updates_per_step / cfg.critic_updates_per_actor / N,
            "samples_per_env_step": cfg.updates_per_step * cfg.batch_size / N,
+           "sequential_updates": int(np.max(plot_x_updates(rows[-1]["updates"], cfg))),
            "seeds": seeds, "first_seed": seed, "budget": budget, "env_steps": int(steps[-1]),
            "return_at_half": ret[min(half, len(ret) - 1)].round(1).tolist(),
            "return_final": ret[-1].round(1).tolist(),
            "return_auc": ret.mean(0).round(1).tolist(),  # mean over evaluations, per seed
            "wall_s_total": round(wall, 1),
            "wall_s_run": round(rows[-1]["wall_time_s"], 1),
-           "run_dir": str(run_dir.relative_to(HERE.parent))}
+           "run_dir": str(run_dir.resolve().relative_to(HERE.parent)
+                          if run_dir.resolve().is_relative_to(HERE.parent) else run_dir)}
     print(json.dumps(row), flush=True)
     return row
+
+
+def plot_x_updates(critic_updates, cfg) -> np.ndarray:
+    """Critic + actor updates of a run that has made ``critic_updates`` critic updates."""
+    from qvpo_mjx import plot
+    return plot.sequential_updates(np.asarray(critic_updates, np.float64),
+                                   {"critic_updates_per_actor": cfg.critic_updates_per_actor})
 
 
 def plot_env(out: Path, env: str) -> None:
@@ -140,7 +167,7 @@ def plot_env(out: Path, env: str) -> None:
     runs = {p.name: p for p in (out / env).glob("*_N*") if (p / "curve.npz").exists()}
     for N in sorted({size(name) for name in runs} - {1}):
         chosen = [str(p) for name, p in sorted(runs.items()) if size(name) in (1, N)]
-        for x in ("env_steps", "wall_time"):
+        for x in ("env_steps", "wall_time", "updates"):
             plot.plot(chosen, str(out / f"{env}_N{N}_{x}.png"), x_axis=x, band="minmax",
                       title=f"QVPO scaling regimes on {env}, N = {N}")
 
@@ -150,12 +177,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--env", nargs="+", default=None)
     parser.add_argument("--num-envs", type=int, nargs="+", default=None)
-    parser.add_argument("--regimes", nargs="+", choices=REGIMES, default=list(REGIMES))
+    parser.add_argument("--regimes", nargs="+", type=regime_name, default=list(REGIMES),
+                        help=f"of {', '.join(REGIMES)}, or uU_bB: U critic updates of batch B "
+                             f"per vector step, the actor every second (the wide regime)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0,
                         help="first seed (more seeds of a regime: rerun with --seed 3)")
     parser.add_argument("--budget", type=int, default=None, help="env steps per run")
     parser.add_argument("--out", default=str(HERE / "results" / "scaling"))
+    parser.add_argument("--summary", default=str(HERE / "results" / "scaling.json"),
+                        help="the summary table (rows are replaced by reruns, others kept)")
     parser.add_argument("--plot-only", action="store_true",
                         help="redraw the plots from the runs on disk, run nothing")
     args = parser.parse_args()
@@ -165,7 +196,7 @@ def main() -> None:
     out = Path(args.out)
 
     from common import machine_info, write_result
-    summary_path = HERE / "results" / "scaling.json"  # --quick reruns a subset of its rows
+    summary_path = Path(args.summary)  # --quick reruns a subset of its rows
     # Runs already in the summary stay, unless this invocation reruns them.
     rows = json.loads(summary_path.read_text())["rows"] if summary_path.exists() else []
     for env in [] if args.plot_only else env_list:

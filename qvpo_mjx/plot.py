@@ -6,7 +6,10 @@ aside) are one line: their mean, with a band from min to max across them (or +- 
 ``--band std``), on a common grid of the x axis. Lines that would share a label name the config
 fields in which they differ (``batch_size=1024``). A run of ``--num-seeds S`` counts as S runs:
 its per-seed columns have shape (chunks, S). ``--metric`` plots any column of the curve instead
-of the evaluation return.
+of the evaluation return. ``--x updates`` puts the run's sequential gradient updates (critic
+updates plus actor updates, one after another) on the x axis: on a GPU, where a wide update costs
+about what a narrow one does, that is what a user waits for (QVPO runs only: it reads the curve's
+``updates`` column and the config's ``critic_updates_per_actor``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-X_AXES = {"env_steps": "environment steps", "wall_time": "wall-clock seconds"}
+X_AXES = {"env_steps": "environment steps", "wall_time": "wall-clock seconds",
+          "updates": "sequential gradient updates (critic + actor)"}
 DEFAULT_METRIC = "eval_return_mean"
 # Config fields that say how a run was executed, not what it computed: runs that differ only in
 # these are the same experiment.
@@ -71,8 +75,20 @@ def load_runs(run_dir: str | Path, metric: str = DEFAULT_METRIC) -> list[dict]:
                          f" but config.json lists {len(seeds)} seeds")
     x = {"env_steps": arrays["env_steps"], "wall_time": arrays["wall_time_s"]}
     label = label_of(meta, curve_path.parent.name)
-    return [{"label": label, "meta": {**meta, "seed": s}, "x": x, "y": y[:, i]}
+    runs = [{"label": label, "meta": {**meta, "seed": s}, "x": dict(x), "y": y[:, i]}
             for i, s in enumerate(seeds)]
+    if "updates" in arrays:
+        critic = arrays["updates"] if arrays["updates"].ndim == 2 else arrays["updates"][:, None]
+        for i, run in enumerate(runs):
+            run["x"]["updates"] = sequential_updates(critic[:, min(i, critic.shape[1] - 1)],
+                                                     meta.get("config", {}))
+    return runs
+
+
+def sequential_updates(critic_updates: np.ndarray, config: dict) -> np.ndarray:
+    """Critic updates so far -> critic plus actor updates so far: the actor takes every
+    ``critic_updates_per_actor``-th critic update, counted over the whole run."""
+    return critic_updates + np.floor(critic_updates / config.get("critic_updates_per_actor", 1))
 
 
 def label_of(meta: dict, fallback: str) -> str:
@@ -128,6 +144,10 @@ def aggregate(runs: list[dict], x_axis: str, band: str = "minmax", points: int =
     the tail rather than cutting every curve to the shortest). ``hold_last`` keeps a finished run
     at its last value instead, for runs that stopped on reaching a return threshold.
     """
+    lacking = sorted({r["label"] for r in runs if x_axis not in r["x"]})
+    if lacking:
+        raise CurveError(f"no {X_AXES[x_axis]} in the curves of {', '.join(lacking)} (the "
+                         f"updates axis needs QVPO's `updates` column)")
     if len(runs) == 1:
         r = runs[0]
         return r["x"][x_axis], r["y"], r["y"], r["y"]
@@ -178,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qvpo_mjx.plot", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run directories (or curve.npz files)")
     parser.add_argument("-o", "--out", default="curves.png", help="image file to write")
-    parser.add_argument("--x", choices=["env_steps", "wall_time"], default="env_steps",
-                        help="x axis")
+    parser.add_argument("--x", choices=sorted(X_AXES), default="env_steps",
+                        help="x axis: env steps, wall-clock, or sequential gradient updates "
+                        "(critic + actor; the GPU-time proxy)")
     parser.add_argument("--band", choices=["minmax", "std"], default="minmax",
                         help="spread shown across runs of one label")
     parser.add_argument("--metric", default=DEFAULT_METRIC,

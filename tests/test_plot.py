@@ -99,3 +99,27 @@ def test_metric_plots_any_curve_column(tmp_path, capsys):
     assert plot.main([str(run), "--metric", "nope", "-o", str(tmp_path / "n.png")]) == 2
     assert "no column 'nope'; it has eval_return_mean, eval_return_std, loss_critic" in \
         capsys.readouterr().err
+
+
+def test_updates_axis_counts_critic_and_actor_updates(tmp_path, capsys):
+    # 3 seeds batched in one run: the curve's `updates` (critic updates) has a seed axis.
+    run = tmp_path / "r"
+    run.mkdir()
+    steps = np.array([1000.0, 2000.0, 3000.0])
+    critic = np.array([[0, 0, 0], [1000, 1000, 1000], [2001, 2001, 2001]], np.float64)
+    np.savez(run / "curve.npz", env_steps=steps, wall_time_s=steps / 10,
+             eval_return_mean=np.stack([steps, steps, steps], 1), updates=critic)
+    (run / "config.json").write_text(json.dumps(
+        {"env": "halfcheetah", "seeds": [0, 1, 2], "preset": "gpu",
+         "config": {"num_envs": 64, "critic_updates_per_actor": 2}}))
+    runs = plot.load_runs(run)
+    # The actor takes every second critic update over the run: 1000 -> 500, 2001 -> 1000.
+    for r in runs:
+        np.testing.assert_array_equal(r["x"]["updates"], [0, 1500, 3001])
+    grid, mean, _, _ = plot.aggregate(runs, "updates")
+    np.testing.assert_allclose(np.interp(1500, grid, mean), 2000.0, rtol=1e-5)
+    assert plot.main([str(run), "--x", "updates", "-o", str(tmp_path / "u.png")]) == 0
+    # A curve without the column (a Brax peer's) cannot go on that axis: said, not drawn.
+    peer = fake_run(tmp_path / "peer", seed=0)
+    assert plot.main([str(peer), "--x", "updates", "-o", str(tmp_path / "p.png")]) == 2
+    assert "no sequential gradient updates" in capsys.readouterr().err

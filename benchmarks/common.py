@@ -51,3 +51,31 @@ def write_result(path: str | os.PathLike, result: dict) -> None:
     tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
     print(f"wrote {path}")
+
+
+def random_policy_returns(task: str, episodes: int = 64, episode_length: int = 1000,
+                          seed: int = 0):
+    """Returns (episodes,) of uniform random actions in [-1, 1] on ``task``, one episode per env,
+    all run in parallel; an episode that ends early stops counting reward (no auto-reset)."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    import envs
+    vec = envs.VecEnv(envs.make(task), episodes, episode_length)
+
+    @jax.jit
+    def run(key):
+        k_reset, k_steps = jax.random.split(key)
+        state = vec.reset(k_reset)
+
+        def body(carry, k):
+            state, total, alive = carry
+            action = jax.random.uniform(k, (episodes, vec.action_size), minval=-1, maxval=1)
+            state, r = vec.step(state, action, auto_reset=False)
+            return (state, total + alive * r.reward, alive * (1 - r.done)), None
+
+        (_, total, _), _ = jax.lax.scan(body, (state, jnp.zeros(episodes), jnp.ones(episodes)),
+                                        jax.random.split(k_steps, episode_length))
+        return total
+
+    return np.asarray(run(jax.random.PRNGKey(seed)))

@@ -37,7 +37,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from common import machine_info, write_result  # noqa: E402
+from common import machine_info, random_policy_returns, write_result  # noqa: E402
 
 # The suite's tasks and their env-step budgets on a 2-core CPU: what 3 seeds of the cpu preset
 # and of Brax SAC each train in about 10 minutes (cheap physics: more steps).
@@ -70,28 +70,7 @@ NUM_ENVS = 16  # every algorithm, every task: the cpu preset's N
 def random_return(task: str, episodes: int = 64, episode_length: int = 1000,
                   seed: int = 0) -> float:
     """Mean return of uniform random actions over ``episodes`` episodes run in parallel."""
-    import jax
-    import jax.numpy as jnp
-
-    import envs
-    vec = envs.VecEnv(envs.make(task), episodes, episode_length)
-
-    @jax.jit
-    def run(key):
-        k_reset, k_steps = jax.random.split(key)
-        state = vec.reset(k_reset)
-
-        def body(carry, k):
-            state, total, alive = carry
-            action = jax.random.uniform(k, (episodes, vec.action_size), minval=-1, maxval=1)
-            state, r = vec.step(state, action, auto_reset=False)
-            return (state, total + alive * r.reward, alive * (1 - r.done)), None
-
-        (_, total, _), _ = jax.lax.scan(body, (state, jnp.zeros(episodes), jnp.ones(episodes)),
-                                        jax.random.split(k_steps, episode_length))
-        return total
-
-    return float(np.mean(np.asarray(run(jax.random.PRNGKey(seed)))))
+    return float(np.mean(random_policy_returns(task, episodes, episode_length, seed)))
 
 
 def qvpo_run(task: str, preset: str, budget: int, seeds: int, run_dir: Path,

@@ -286,9 +286,13 @@ class Trainer:
                 fn = agent.delayed_update
                 batches = jax.tree.map(lambda x: x.reshape(groups, delay, *x.shape[1:]),
                                        batches)
+            def group(a, xs):
+                batch, obs, key = xs
+                return fn(a, batch, key, axis_name=self.axis_name, actor_obs=obs)
+
             agent_state, metrics = jax.lax.scan(
-                lambda a, xs: fn(a, xs[0], xs[2], axis_name=self.axis_name, actor_obs=xs[1]),
-                agent_state, (batches, actor_states(groups), jax.random.split(k_update, groups)))
+                group, agent_state,
+                (batches, actor_states(groups), jax.random.split(k_update, groups)))
             metrics = jax.tree.map(jnp.mean, metrics)
             actor_updates = jnp.float32(groups)
         else:
@@ -316,10 +320,9 @@ class Trainer:
                        **jax.tree.map(lambda v: jnp.sum(v * turns)
                                       / jnp.maximum(actor_updates, 1.0), actor_m)}
         metrics = self._pmean(metrics)
-        critic_names = CRITIC_METRICS
         return agent_state, {
-            "critic": {k: v for k, v in metrics.items() if k in critic_names},
-            "actor": {k: v for k, v in metrics.items() if k not in critic_names},
+            "critic": {k: v for k, v in metrics.items() if k in CRITIC_METRICS},
+            "actor": {k: v for k, v in metrics.items() if k not in CRITIC_METRICS},
             "actor_updates": actor_updates}
 
     @staticmethod

@@ -1,8 +1,13 @@
 """Smoke tests of the benchmark scripts at tiny size: they run and report (no timing asserts)."""
 
+import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,5 +42,52 @@ def test_scaling_regimes_keep_the_ratios_they_are_named_for():
         assert per_env_step(cfgs["half_wide"]) == (0.5, 0.5, 256)
         assert per_env_step(cfgs["delay"]) == (1, 0.5, 256)
         assert per_env_step(cfgs["delay4"]) == (1, 0.25, 256)
+        # The wide regime: U updates of batch B per vector step whatever N, actor every second.
+        wide = QVPOConfig(**{**base, **scaling.regime("u2_b4096", N, base)})
+        assert per_env_step(wide) == (2 / N, 1 / N, 2 * 4096 / N)
+    with pytest.raises(argparse.ArgumentTypeError, match="uU_bB"):
+        scaling.regime_name("u0_b256")
+    assert scaling.regime_name("u8_b1024") == "u8_b1024"
     assert scaling.regime("reference", 16, base) is None
     assert scaling.regime("reference", 1, base)["updates_per_step"] == 1
+
+
+@pytest.mark.slow  # about 3 minutes on 2 cores: QVPO, Brax SAC and the random policy on 2 tasks
+def test_suite_quick_reports_fractions_of_the_better_peer(tmp_path):
+    out = tmp_path / "suite.json"
+    proc = subprocess.run([sys.executable, "benchmarks/suite.py", "--quick", "--peers", "sac",
+                           "--runs-dir", str(tmp_path / "runs"), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert sorted(result["tasks"]) == ["CartpoleSwingup", "pendulum_swingup"]
+    for task, row in result["tasks"].items():
+        q, ref, rand = row["qvpo"], row["reference_final"], row["random"]
+        assert row["sac"]["final_mean"] == ref  # the only peer is the reference
+        assert row["fraction_final"] == pytest.approx((q["final_mean"] - rand) / (ref - rand))
+        assert (tmp_path / "runs" / "plots" / f"{task}.png").exists()
+
+
+def test_cost_model_predicts_a_run_from_its_measured_costs():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cost_model
+    # Costs measured at B = 256 and 1024 (critic 1 ms -> 2 ms, actor 3 ms -> 12 ms: linear in
+    # log-log between them and beyond); a vector step 4 ms at N = 64 and 8 ms at N = 256.
+    results = {"updates": [
+        {"batch_size": 256, "train_samples": 64, "diffusion_steps": 20, "critic_ms": 1.0,
+         "actor_ms": 3.0},
+        {"batch_size": 1024, "train_samples": 64, "diffusion_steps": 20, "critic_ms": 2.0,
+         "actor_ms": 12.0}],
+        "vector_steps": [{"env": "halfcheetah", "num_envs": 64, "vector_step_ms": 4.0},
+                         {"env": "halfcheetah", "num_envs": 256, "vector_step_ms": 8.0}]}
+    p = cost_model.predict(results, num_envs=128, batch_size=512, updates_per_step=4,
+                           critic_updates_per_actor=2, env_steps=128_000, start_steps=12_800,
+                           env="halfcheetah")
+    # Geometric midpoints: critic sqrt(2) ms, actor 6 ms, vector step sqrt(32) ms.
+    vector_steps, updating = 1000, 900
+    expected = (vector_steps * np.sqrt(32) + updating * 4 * np.sqrt(2) + updating * 2 * 6) / 1e3
+    assert p["seconds"] == pytest.approx(expected, rel=1e-9)
+    assert p["critic_updates"] == 3600 and p["actor_updates"] == 1800
+    wide = cost_model.predict(results, num_envs=256, batch_size=4096, updates_per_step=1,
+                              critic_updates_per_actor=1, env_steps=256_000, env="halfcheetah")
+    assert wide["critic_ms"] == pytest.approx(4.0) and wide["actor_ms"] == pytest.approx(48.0)

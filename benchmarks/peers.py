@@ -4,6 +4,14 @@
     python benchmarks/peers.py --quick    # SAC and PPO steps/s at N=16 -> results/peers_quick.json
     python benchmarks/peers.py --algo sac --env inverted_pendulum --num-envs 16 \\
         --timesteps 30000 --seeds 0 1 2 --threshold 900 --out-dir runs/peers
+    python benchmarks/peers.py --algo sac --settings playground --env CartpoleSwingup \\
+        --num-envs 128 --timesteps 100000 --eval-every 10000 --seeds 0 1 2 --out-dir runs/pg
+
+``--settings playground`` (SAC on a MuJoCo Playground DM Control task): MuJoCo Playground's own
+published SAC settings for that task (``mujoco_playground.config.dm_control_suite_params.
+brax_sac_config``; :func:`playground_sac`) instead of :func:`sac_defaults`, as far as brax's SAC
+trainer takes them; ``--set`` still overrides, and what could not be applied is recorded in the
+run's ``config.json`` (``settings_not_applied``).
 
 Time-to-return runs write one run directory per (algo, seed) in the format of ``qvpo_mjx.train``
 (``curve.npz`` + ``config.json``, atomically, after every evaluation), so
@@ -14,7 +22,8 @@ Brax's compilation, its replay prefill and its evaluations (our env object is bu
 ``envs.make``, before the clock starts, as in ``qvpo_mjx.train``). Brax evaluates once before any
 training (env_steps 0) and then after every training epoch; ``eval_every`` sets the epoch size.
 
-Importable: ``run_brax``, ``throughput``, ``sac_defaults``, ``ppo_defaults``, ``brax_compat``.
+Importable: ``run_brax``, ``throughput``, ``sac_defaults``, ``ppo_defaults``, ``playground_sac``,
+``brax_compat``.
 """
 
 from __future__ import annotations
@@ -149,6 +158,49 @@ def ppo_defaults(env_name: str, num_envs: int, num_timesteps: int) -> dict[str, 
     return cfg
 
 
+def playground_sac(env_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """MuJoCo Playground's published Brax SAC settings for the DM Control task ``env_name``
+    (``dm_control_suite_params.brax_sac_config``), as (hyper, not_applied).
+
+    ``hyper``: every setting that brax's SAC ``train`` in this install accepts, its
+    ``network_factory`` options flattened to ``make_sac_networks`` keyword arguments (e.g.
+    ``q_network_layer_norm``) for :func:`_network_factory`, plus ``num_envs`` (Playground's 128).
+    ``not_applied``: {key: (value, why)} for the rest (``num_timesteps`` and ``num_evals`` are
+    the run's budget and evaluation count, set by the caller; keys ``train`` lacks, such as
+    ``num_resets_per_eval``, are reported, not passed). Playground does not set
+    ``num_eval_envs``, so brax's default (128) would apply; :func:`run_brax` keeps
+    ``sac_defaults``' 16 unless overridden.
+    """
+    import inspect
+
+    from brax.training.agents.sac import networks as sac_networks
+    from brax.training.agents.sac import train as brax_train
+    from mujoco_playground.config import dm_control_suite_params
+
+    published = dm_control_suite_params.brax_sac_config(env_name).to_dict()
+    accepted = set(inspect.signature(brax_train.train).parameters)
+    net_accepted = set(inspect.signature(sac_networks.make_sac_networks).parameters)
+    hyper: dict[str, Any] = {}
+    not_applied: dict[str, Any] = {}
+    for key, value in published.items():
+        if key in ("num_timesteps", "num_evals"):
+            not_applied[key] = (value, "the run's budget / evaluation count is set by the caller")
+        elif key == "network_factory":
+            for k, v in dict(value).items():
+                if k in net_accepted:
+                    hyper[k] = list(v) if isinstance(v, tuple) else v
+                else:
+                    not_applied[f"network_factory.{k}"] = (v, "not a make_sac_networks argument")
+        elif key in accepted:
+            hyper[key] = value
+        else:
+            not_applied[key] = (value, "not an argument of brax.training.agents.sac.train")
+    return hyper, not_applied
+
+
+SETTINGS = ("default", "playground")
+
+
 def _num_evals(algo: str, hyper: dict, num_envs: int, num_timesteps: int,
                eval_every: int | None) -> int:
     """Brax's ``num_evals``: 1 eval before training + one per epoch of ~``eval_every`` steps."""
@@ -165,14 +217,21 @@ def _num_evals(algo: str, hyper: dict, num_envs: int, num_timesteps: int,
     return 1 + min(epochs, max_epochs)
 
 
+# make_sac_networks options that travel as plain JSON-friendly keys (Playground's SAC settings).
+SAC_NETWORK_OPTIONS = ("policy_network_layer_norm", "q_network_layer_norm")
+
+
 def _network_factory(algo: str, hyper: dict) -> None:
-    """Turns the JSON-friendly network-size keys into brax's ``network_factory``."""
+    """Turns the JSON-friendly network keys (sizes; for SAC also ``SAC_NETWORK_OPTIONS``) into
+    brax's ``network_factory``."""
     if algo == "sac":
+        kw = {k: hyper.pop(k) for k in SAC_NETWORK_OPTIONS if k in hyper}
         sizes = hyper.pop("hidden_layer_sizes", None)
         if sizes is not None:
+            kw["hidden_layer_sizes"] = tuple(sizes)
+        if kw:
             from brax.training.agents.sac import networks as sac_networks
-            hyper["network_factory"] = functools.partial(
-                sac_networks.make_sac_networks, hidden_layer_sizes=tuple(sizes))
+            hyper["network_factory"] = functools.partial(sac_networks.make_sac_networks, **kw)
     else:
         kw = {k: tuple(hyper.pop(k)) for k in ("policy_hidden_layer_sizes",
                                                "value_hidden_layer_sizes") if k in hyper}
@@ -192,7 +251,7 @@ class _StopTraining(Exception):
 def run_brax(algo: str, env_name: str, num_envs: int, num_timesteps: int, seed: int = 0,
              out_dir: str | os.PathLike | None = None, *, eval_every: int | None = None,
              env_options: dict | None = None, overwrite: bool = False, verbose: bool = False,
-             stop_at: float | None = None, **hyper: Any) -> dict:
+             stop_at: float | None = None, settings: str = "default", **hyper: Any) -> dict:
     """Train brax's ``algo`` ("sac" or "ppo") on our env ``env_name``; returns
 
     ``{"rows": [{env_steps, wall_time_s, eval_return_mean, eval_return_std, ...}], "env_steps",
@@ -200,14 +259,31 @@ def run_brax(algo: str, env_name: str, num_envs: int, num_timesteps: int, seed: 
     "total_wall_s", "config"}``. ``hyper`` overrides :func:`sac_defaults` / :func:`ppo_defaults`
     and goes to brax's ``train`` (plus ``hidden_layer_sizes`` for SAC and
     ``policy_hidden_layer_sizes`` / ``value_hidden_layer_sizes`` for PPO). With ``out_dir``,
-    writes ``config.json`` first and ``curve.npz`` after every evaluation.
+    writes ``config.json`` first and ``curve.npz`` after every evaluation. ``settings``:
+    "default" (the functions above) or "playground" (SAC only: :func:`playground_sac`'s settings
+    over :func:`sac_defaults`; ``num_envs`` stays the caller's).
     """
     import envs
 
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
+    if settings not in SETTINGS:
+        raise ValueError(f"settings must be one of {SETTINGS}, got {settings!r}")
     defaults = (sac_defaults if algo == "sac" else ppo_defaults)(env_name, num_envs,
                                                                   num_timesteps)
+    not_applied = None
+    if settings == "playground":
+        if algo != "sac":
+            raise ValueError("settings='playground' is for SAC (Playground's brax_sac_config)")
+        published, not_applied = playground_sac(env_name)
+        published.pop("num_envs", None)  # the caller's num_envs (Playground's: 128)
+        max_replay = published.get("max_replay_size")
+        if max_replay is not None and max_replay > num_timesteps:
+            # brax allocates the whole buffer up front; one larger than the run stores nothing more
+            not_applied["max_replay_size"] = (max_replay, f"capped at the run's {num_timesteps} "
+                                              f"env steps (a larger buffer holds nothing more)")
+            published["max_replay_size"] = num_timesteps
+        defaults = {**defaults, **published}
     cfg = {**defaults, **hyper}
     if eval_every is None:
         eval_every = max(num_timesteps // 10, 1)
@@ -222,6 +298,10 @@ def run_brax(algo: str, env_name: str, num_envs: int, num_timesteps: int, seed: 
             "algorithm": algorithm, "preset": "peers", "eval_every": eval_every,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
             "versions": package_versions(), "backend": jax.default_backend()}
+    if settings != "default":
+        meta["preset"] = f"peers_{settings}"
+        meta["settings_not_applied"] = {k: {"value": v, "why": why}
+                                        for k, (v, why) in (not_applied or {}).items()}
 
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -426,7 +506,7 @@ def cmd_runs(args) -> int:
             # A fresh process per run, so no run inherits another's compiled functions.
             r = in_fresh_process(run_brax, algo, args.env, args.num_envs, args.timesteps, seed,
                                  out, eval_every=args.eval_every, overwrite=args.overwrite,
-                                 verbose=True, **hyper)
+                                 verbose=True, settings=args.settings, **hyper)
             entry = {"algo": algo, "seed": seed, "out_dir": str(out) if out else None,
                      "total_wall_s": r["total_wall_s"],
                      "compile_or_first_eval_s": r["compile_or_first_eval_s"],
@@ -463,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--tiny", action="store_true",
                       help="smoke test: SAC, inverted_pendulum, N=4, 2k steps (~1 min)")
     p.add_argument("--algo", nargs="+", choices=ALGOS, default=["sac"])
+    p.add_argument("--settings", choices=SETTINGS, default="default",
+                   help="default: sac_defaults / ppo_defaults; playground: MuJoCo Playground's "
+                        "published SAC settings for the DM Control task --env")
     p.add_argument("--env", default="inverted_pendulum")
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--timesteps", type=int, default=20_000)

@@ -79,7 +79,6 @@ def n_step_rows(buffer: ReplayBuffer, rows: jax.Array, n: int, gamma: jax.Array,
     write position hold older data, never the continuation).
     """
     capacity = buffer.capacity
-    first = jax.tree.map(lambda d: d[rows], buffer.data)
     # Steps available after `rows`, newest row included: the distance to the newest row.
     newest = (buffer.position - 1) % capacity
     ahead = ((newest - rows) % capacity) // stride  # whole later steps of the same env
@@ -95,7 +94,7 @@ def n_step_rows(buffer: ReplayBuffer, rows: jax.Array, n: int, gamma: jax.Array,
 
     init = (jnp.zeros(rows.shape, jnp.float32), rows, jnp.ones(rows.shape, bool))
     (reward, last, _), taken = jax.lax.scan(body, init, jnp.arange(n))
-    return Transition(obs=first.obs, action=first.action, reward=reward,
+    return Transition(obs=buffer.data.obs[rows], action=buffer.data.action[rows], reward=reward,
                       next_obs=buffer.data.next_obs[last],
                       terminated=buffer.data.terminated[last],
                       horizon=jnp.sum(taken, axis=0))

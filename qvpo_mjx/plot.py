@@ -6,7 +6,8 @@ aside) are one line: their mean, with a band from min to max across them (or +- 
 ``--band std``), on a common grid of the x axis. Lines that would share a label name the config
 fields in which they differ (``batch_size=1024``). A run of ``--num-seeds S`` counts as S runs:
 its per-seed columns have shape (chunks, S). ``--metric`` plots any column of the curve instead
-of the evaluation return. ``--x updates`` puts the run's sequential gradient updates (critic
+of the evaluation return; several metrics give one panel each (``--metric eval_return_mean
+explore_behavior_spread explore_at_bounds``: has the policy collapsed?). ``--x updates`` puts the run's sequential gradient updates (critic
 updates plus actor updates, one after another) on the x axis: on a GPU, where a wide update costs
 about what a narrow one does, that is what a user waits for (QVPO runs only: it reads the curve's
 ``updates`` column and the config's ``critic_updates_per_actor``).
@@ -128,12 +129,21 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
         metas = [json.loads(i) for i in idents]
         flat = [{**{k: m[k] for k in ("env_options", "algorithm", "preset")}, **m["config"]}
                 for m in metas]
-        differ = sorted(k for k in set().union(*flat)
-                        if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1)
-        for ident, f in zip(idents, flat):
-            suffix = ", ".join(f"{k}={f.get(k)}" for k in differ)
+        # A field that an older run's config.json does not record says nothing about how the
+        # runs differ: name the fields they all record, unless those do not tell them apart.
+        common = set.intersection(*(set(f) for f in flat))
+        for keys in (common, set().union(*flat)):
+            differ = _differing(flat, keys)
+            suffixes = [", ".join(f"{k}={f.get(k)}" for k in differ) for f in flat]
+            if len(set(suffixes)) == len(flat):
+                break
+        for ident, suffix in zip(idents, suffixes):
             groups[f"{label}, {suffix}"] = by_identity[ident]
     return groups
+
+
+def _differing(flat: list[dict], keys: set[str]) -> list[str]:
+    return sorted(k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1)
 
 
 def aggregate(runs: list[dict], x_axis: str, band: str = "minmax", points: int = 200,
@@ -166,27 +176,52 @@ def aggregate(runs: list[dict], x_axis: str, band: str = "minmax", points: int =
 
 def plot(run_dirs: list[str], out: str, x_axis: str = "env_steps", band: str = "minmax",
          title: str | None = None, hold_last: bool = False,
-         metric: str = DEFAULT_METRIC) -> Path:
+         metric: str | list[str] = DEFAULT_METRIC) -> Path:
+    """Write one figure with a panel per metric (one metric: one panel), all on ``x_axis``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [run for d in run_dirs for run in load_runs(d, metric)]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for label, group in group_runs(runs).items():
-        grid, mean, low, high = aggregate(group, x_axis, band, hold_last=hold_last)
-        line, = ax.plot(grid, mean, label=f"{label} ({len(group)} run{'s' * (len(group) > 1)})")
-        if len(group) > 1:
-            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-    envs = sorted({r["meta"].get("env", "?") for r in runs})
-    what = "Evaluation return" if metric == DEFAULT_METRIC else metric
-    ax.set_title(title or f"{what} on {', '.join(envs)}")
-    ax.set_xlabel(X_AXES[x_axis])
-    ax.set_ylabel("evaluation return (mean over episodes)" if metric == DEFAULT_METRIC
-                  else metric)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    if not metrics:
+        raise CurveError("no metric to plot")
+    cols = 1 if len(metrics) == 1 else 2
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4.5 * rows), dpi=120, squeeze=False)
+    envs: set[str] = set()
+    for ax, name in zip(axes.flat, metrics):
+        runs = [run for d in run_dirs for run in load_runs(d, name)]
+        envs |= {r["meta"].get("env", "?") for r in runs}
+        for label, group in group_runs(runs).items():
+            grid, mean, low, high = aggregate(group, x_axis, band, hold_last=hold_last)
+            line, = ax.plot(grid, mean,
+                            label=f"{label} ({len(group)} run{'s' * (len(group) > 1)})")
+            if len(group) > 1:
+                ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_xlabel(X_AXES[x_axis])
+        ax.set_ylabel("evaluation return (mean over episodes)" if name == DEFAULT_METRIC
+                      else name)
+        ax.grid(alpha=0.3)
+        if len(metrics) > 1:
+            ax.set_title(name, fontsize=10)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    if len(metrics) == 1:
+        axes.flat[0].legend(fontsize=8)
+    else:  # below the panels, so long labels do not squeeze them
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", fontsize=8, ncol=1)
+    what = ("Evaluation return" if metrics == [DEFAULT_METRIC]
+            else metrics[0] if len(metrics) == 1 else "Curves")
+    default_title = f"{what} on {', '.join(sorted(envs))}"
+    if len(metrics) == 1:
+        axes.flat[0].set_title(title or default_title)
+        fig.tight_layout()
+    else:
+        fig.suptitle(title or default_title)
+        legend_height = 0.25 + 0.18 * len(axes.flat[0].get_lines())  # inches
+        fig.set_figheight(fig.get_figheight() + legend_height)
+        fig.tight_layout(rect=(0, legend_height / fig.get_figheight(), 1, 1))
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path)
@@ -203,9 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                         "(critic + actor; the GPU-time proxy)")
     parser.add_argument("--band", choices=["minmax", "std"], default="minmax",
                         help="spread shown across runs of one label")
-    parser.add_argument("--metric", default=DEFAULT_METRIC,
-                        help="curve column on the y axis (e.g. loss_critic, q_mean, "
-                        "entropy_weight); default: the evaluation return")
+    parser.add_argument("--metric", nargs="+", default=[DEFAULT_METRIC],
+                        help="curve column(s) on the y axis (e.g. loss_critic, q_mean, "
+                        "explore_train_spread); several give one panel each; default: the "
+                        "evaluation return")
     parser.add_argument("--title", default=None)
     parser.add_argument("--hold-last", action="store_true",
                         help="hold each run's last value to the end of the axis (for runs that "

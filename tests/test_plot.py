@@ -101,6 +101,40 @@ def test_metric_plots_any_curve_column(tmp_path, capsys):
         capsys.readouterr().err
 
 
+def png_size(path):
+    data = path.read_bytes()
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_several_metrics_give_one_panel_each(tmp_path, capsys):
+    run = str(fake_run(tmp_path / "r", seed=0))
+    one, two, three = (tmp_path / f"{n}.png" for n in ("one", "two", "three"))
+    assert plot.main([run, "-o", str(one)]) == 0
+    assert plot.main([run, "--metric", "eval_return_mean", "loss_critic", "-o", str(two)]) == 0
+    assert plot.main([run, "--metric", "eval_return_mean", "loss_critic", "eval_return_std",
+                      "-o", str(three)]) == 0
+    # 7 x 4.5 inches per panel at 120 dpi; two panels side by side, a third on a second row;
+    # several panels share one legend below them.
+    assert png_size(one) == (840, 540)
+    (w2, h2), (w3, h3) = png_size(two), png_size(three)
+    assert w2 == w3 == 1680
+    assert 540 < h2 < 1080 and h3 == h2 + 540
+    assert plot.main([run, "--metric", "loss_critic", "nope", "-o", str(tmp_path / "n.png")]) == 2
+    assert "no column 'nope'" in capsys.readouterr().err
+
+
+def test_fields_an_older_run_lacks_do_not_label_lines(tmp_path):
+    old = plot.load_runs(fake_run(tmp_path / "old", seed=0))
+    new = plot.load_runs(fake_run(tmp_path / "new", seed=0, batch_size=256, n_step=1))
+    assert sorted(plot.group_runs(old + new)) == [
+        "inverted_pendulum, QVPO cpu, N=16, batch_size=128",
+        "inverted_pendulum, QVPO cpu, N=16, batch_size=256"]
+    only_missing = plot.load_runs(fake_run(tmp_path / "m", seed=0, n_step=1))
+    assert sorted(plot.group_runs(old + only_missing)) == [
+        "inverted_pendulum, QVPO cpu, N=16, n_step=1",
+        "inverted_pendulum, QVPO cpu, N=16, n_step=None"]
+
+
 def test_updates_axis_counts_critic_and_actor_updates(tmp_path, capsys):
     # 3 seeds batched in one run: the curve's `updates` (critic updates) has a seed axis.
     run = tmp_path / "r"

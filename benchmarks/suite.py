@@ -94,23 +94,31 @@ def peer_run(algo: str, task: str, budget: int, seed: int, run_dir: Path, evalua
                  episode_length=episode_length, **hyper)
 
 
-def summarise(run_dirs: list[Path]) -> dict | None:
-    """Per-seed final and mean-over-run returns of the runs (a batched run holds several)."""
+def summarise(run_dirs: list[Path], budget: int) -> dict | None:
+    """Per-seed final and mean-over-run returns of the runs (a batched run holds several), over
+    their evaluations within the budget: Brax PPO rounds its steps up to whole training epochs
+    (51,200 for 30,000 on the pendulums), and what it learns past the budget does not count.
+    2% slack: QVPO and SAC end their last vector step just past it (30,080 and 30,128)."""
     from qvpo_mjx import plot
-    finals, means, walls = [], [], []
+    finals, means, walls, steps = [], [], [], []
     for d in run_dirs:
         if not (d / "curve.npz").exists():
             continue
         for run in plot.load_runs(d):
-            y = run["y"][np.asarray(run["x"]["env_steps"]) > 0]  # brax's step-0 evaluation aside
+            x = np.asarray(run["x"]["env_steps"])
+            within = (x > 0) & (x <= 1.02 * budget)  # brax's step-0 evaluation aside
+            x, y = x[within], run["y"][within]
+            if not len(y):  # a run that has only just started
+                continue
             finals.append(float(y[-1]))
             means.append(float(np.mean(y)))
             walls.append(float(run["x"]["wall_time"][-1]))
+            steps.append(int(x[-1]))
     if not finals:
         return None
     return {"final": finals, "mean_over_run": means, "final_mean": float(np.mean(finals)),
             "mean_over_run_mean": float(np.mean(means)), "seeds": len(finals),
-            "wall_s": float(np.max(walls))}
+            "wall_s": float(np.max(walls)), "env_steps": min(steps)}
 
 
 def fraction(r: float, random: float, reference: float) -> float:
@@ -139,6 +147,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--runs-dir", default=str(HERE / "results" / "suite"))
     parser.add_argument("--out", default=None)
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the table as Markdown (for benchmarks/README.md)")
     args = parser.parse_args(argv)
 
     tasks = args.tasks or (QUICK["tasks"] if args.quick else list(BUDGETS))
@@ -184,9 +194,9 @@ def main(argv=None) -> dict:
             task_dir.mkdir(parents=True, exist_ok=True)
             write_result(random_file, {"task": task, "return": random, "episodes": 64,
                                        "episode_length": episode_length})
-        row = {"budget": budget, "random": random, "qvpo": summarise([qvpo_dir])}
+        row = {"budget": budget, "random": random, "qvpo": summarise([qvpo_dir], budget)}
         for algo, dirs in peer_dirs.items():
-            row[algo] = summarise(dirs)
+            row[algo] = summarise(dirs, budget)
         peers = [row[a] for a in args.peers if row.get(a)]
         for measure in ("final", "mean_over_run"):
             ref = max((p[f"{measure}_mean"] for p in peers), default=math.nan)
@@ -209,8 +219,34 @@ def main(argv=None) -> dict:
         print(f"{task:<26} {r['budget']:>7,} {r['random']:>8.1f} {r['reference_final']:>10.1f} "
               f"{q.get('final_mean', math.nan):>11.1f} {r.get('fraction_final', math.nan):>9.2f} "
               f"{r.get('fraction_mean_over_run', math.nan):>9.2f}")
+    if args.markdown:
+        print("\n" + markdown_table(result, args.peers))
     write_result(out, result)
     return result
+
+
+def _mean_se(values: list[float]) -> str:
+    v = np.asarray(values, float)
+    se = v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
+    return f"{v.mean():.0f} ± {se:.0f}" if len(v) > 1 else f"{v.mean():.0f}"
+
+
+def markdown_table(result: dict, peers: list[str]) -> str:
+    """One row per task: budget, random, each peer's final return (mean ± s.e. over seeds),
+    QVPO's final return per seed, and QVPO's fractions of the reference (final, mean over run)."""
+    head = (["task", "env steps", "random"] + [f"{p.upper()} final" for p in peers]
+            + ["QVPO final (per seed)", "fraction, final", "fraction, mean over run"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for task, r in result["tasks"].items():
+        q = r.get("qvpo")
+        cells = [task, f"{r['budget']:,}", f"{r['random']:.0f}"]
+        cells += [_mean_se(r[p]["final"]) if r.get(p) else "-" for p in peers]
+        cells += [f"{_mean_se(q['final'])} ({', '.join(f'{v:.0f}' for v in q['final'])})"
+                  if q else "-",
+                  f"{r.get('fraction_final', math.nan):.2f}",
+                  f"{r.get('fraction_mean_over_run', math.nan):.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ fraction of the task's reference:
 
 R_reference = the better of SAC and PPO on that measure (random policy = 0, the best peer = 1).
 Runs are saved as run directories (``--runs-dir``, default ``benchmarks/results/suite/``) and
-reused: an existing run is not trained again unless ``--rerun``, so variants and presets share
-the peers' runs. Writes ``benchmarks/results/suite[_VARIANT].json`` and per-task plots
-``suite/plots/TASK[_VARIANT].png``; prints a table.
+reused: a finished run is not trained again unless ``--rerun`` (QVPO's only if its saved config is
+the one it would run now), so variants and presets share the peers' runs. Writes
+``benchmarks/results/suite[_VARIANT].json`` and per-task plots ``suite/plots/TASK[_VARIANT].png``;
+prints a table (``--markdown``: also as Markdown). Returns count only evaluations within the
+budget (Brax PPO overshoots it to whole training epochs).
 """
 
 from __future__ import annotations
@@ -73,14 +75,29 @@ def random_return(task: str, episodes: int = 64, episode_length: int = 1000,
     return float(np.mean(random_policy_returns(task, episodes, episode_length, seed)))
 
 
-def qvpo_run(task: str, preset: str, budget: int, seeds: int, run_dir: Path,
-             overrides: dict, evaluations: int, episode_length: int) -> None:
+def qvpo_config(preset: str, budget: int, seeds: int, overrides: dict, evaluations: int,
+                episode_length: int):
     from qvpo_mjx.presets import preset_config
+    return preset_config(preset, {"num_envs": NUM_ENVS, "total_steps": budget,
+                                  "eval_interval": max(budget // evaluations, NUM_ENVS),
+                                  "episode_length": episode_length, "num_seeds": seeds,
+                                  "num_devices": 1, **overrides})
+
+
+def qvpo_done(run_dir: Path, cfg) -> bool:
+    """Whether ``run_dir`` holds a finished run of exactly ``cfg``: a preset whose settings have
+    changed since its run was saved trains again rather than reporting the old run under its
+    name."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())["config"]
+        steps = np.load(run_dir / "curve.npz")["env_steps"]
+    except (OSError, KeyError, ValueError):
+        return False
+    return saved == cfg.to_dict() and len(steps) > 0 and steps[-1] >= cfg.total_steps
+
+
+def qvpo_run(task: str, preset: str, cfg, run_dir: Path) -> None:
     from qvpo_mjx.train import train
-    cfg = preset_config(preset, {"num_envs": NUM_ENVS, "total_steps": budget,
-                                 "eval_interval": max(budget // evaluations, NUM_ENVS),
-                                 "episode_length": episode_length, "num_seeds": seeds,
-                                 "num_devices": 1, **overrides})
     train(cfg, task, seed=0, out_dir=run_dir, overwrite=True, progress=False,
           extra_meta={"preset": preset, "algorithm": "QVPO " + run_dir.name[len("qvpo_"):]})
 
@@ -176,10 +193,10 @@ def main(argv=None) -> dict:
         peer_dirs = {algo: [task_dir / f"{algo}_s{s}" for s in range(seeds)]
                      for algo in args.peers}
         if not args.report_only:
-            if args.rerun or not (qvpo_dir / "curve.npz").exists():
+            cfg = qvpo_config(args.preset, budget, seeds, overrides, evaluations, episode_length)
+            if args.rerun or not qvpo_done(qvpo_dir, cfg):
                 print(f"[{task}] {name}: {budget:,} env steps, {seeds} seeds", flush=True)
-                qvpo_run(task, args.preset, budget, seeds, qvpo_dir, overrides, evaluations,
-                         episode_length)
+                qvpo_run(task, args.preset, cfg, qvpo_dir)
             for algo, dirs in peer_dirs.items():
                 for s, d in enumerate(dirs):
                     if args.rerun or not (d / "curve.npz").exists():

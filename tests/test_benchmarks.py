@@ -91,3 +91,41 @@ def test_cost_model_predicts_a_run_from_its_measured_costs():
     wide = cost_model.predict(results, num_envs=256, batch_size=4096, updates_per_step=1,
                               critic_updates_per_actor=1, env_steps=256_000, env="halfcheetah")
     assert wide["critic_ms"] == pytest.approx(4.0) and wide["actor_ms"] == pytest.approx(48.0)
+
+
+def fake_curve(run_dir, steps, returns, config=None):
+    run_dir.mkdir(parents=True)
+    steps = np.asarray(steps, float)
+    np.savez(run_dir / "curve.npz", env_steps=steps, wall_time_s=steps / 100,
+             eval_return_mean=np.asarray(returns, float), eval_return_std=np.zeros(len(steps)))
+    (run_dir / "config.json").write_text(json.dumps(
+        {"env": "pendulum_swingup", "seed": 0, "config": config or {"num_envs": 16}}))
+
+
+def test_suite_counts_only_evaluations_within_the_budget(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import suite
+    # Brax PPO overshoots a 30,000 budget to 51,200; the step-0 evaluation does not count either.
+    fake_curve(tmp_path / "ppo", [0, 10240, 20480, 30720, 40960, 51200], [5, 100, 200, 300, 400, 900])
+    fake_curve(tmp_path / "sac", [0, 15064, 30128], [1, 10, 50])
+    ppo = suite.summarise([tmp_path / "ppo"], 30_000)
+    assert ppo["final"] == [200.0] and ppo["mean_over_run"] == [150.0]
+    assert ppo["env_steps"] == 20480
+    sac = suite.summarise([tmp_path / "sac"], 30_000)  # 30,128: within the 2% slack
+    assert sac["final"] == [50.0] and sac["mean_over_run"] == [30.0]
+    fake_curve(tmp_path / "started", [0], [3])
+    assert suite.summarise([tmp_path / "started", tmp_path / "nothing"], 30_000) is None
+    assert suite.fraction(50.0, 10.0, 90.0) == 0.5
+
+
+def test_suite_reuses_a_qvpo_run_only_of_the_same_config(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import suite
+    cfg = suite.qvpo_config("cpu", 2_000, 3, {}, 10, 1000)
+    fake_curve(tmp_path / "done", [1008, 2000], [1, 2], cfg.to_dict())
+    assert suite.qvpo_done(tmp_path / "done", cfg)
+    other = suite.qvpo_config("cpu", 2_000, 3, {"behavior_epsilon": 0.0}, 10, 1000)
+    assert not suite.qvpo_done(tmp_path / "done", other)  # the preset changed since
+    fake_curve(tmp_path / "cut", [1008], [1], cfg.to_dict())
+    assert not suite.qvpo_done(tmp_path / "cut", cfg)  # stopped before its budget
+    assert not suite.qvpo_done(tmp_path / "missing", cfg)

@@ -21,7 +21,9 @@ Runs are saved as run directories (``--runs-dir``, default ``benchmarks/results/
 reused: a finished run is not trained again unless ``--rerun`` (QVPO's only if its saved config is
 the one it would run now), so variants and presets share the peers' runs. Writes
 ``benchmarks/results/suite[_VARIANT].json`` and per-task plots ``suite/plots/TASK[_VARIANT].png``;
-prints a table (``--markdown``: also as Markdown). Returns count only evaluations within the
+prints a table (``--markdown``: also as Markdown). Every run trains in its own process: one
+process that compiled every task's programs in turn ran out of memory maps (XLA's CPU JIT maps
+memory per executable, and Linux allows 65,530 maps by default). Returns count only evaluations within the
 budget (Brax PPO overshoots it to whole training epochs).
 """
 
@@ -40,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from common import machine_info, random_policy_returns, write_result  # noqa: E402
+from peers import in_fresh_process  # noqa: E402
 
 # The suite's tasks and their env-step budgets on a 2-core CPU: what 3 seeds of the cpu preset
 # and of Brax SAC each train in about 10 minutes (cheap physics: more steps).
@@ -84,16 +87,24 @@ def qvpo_config(preset: str, budget: int, seeds: int, overrides: dict, evaluatio
                                   "num_devices": 1, **overrides})
 
 
+def finished(run_dir: Path, budget: int) -> bool:
+    """Whether ``run_dir``'s curve reaches the budget (a run cut short by a crash does not)."""
+    try:
+        steps = np.load(run_dir / "curve.npz")["env_steps"]
+    except (OSError, KeyError, ValueError):
+        return False
+    return len(steps) > 0 and steps[-1] >= budget
+
+
 def qvpo_done(run_dir: Path, cfg) -> bool:
     """Whether ``run_dir`` holds a finished run of exactly ``cfg``: a preset whose settings have
     changed since its run was saved trains again rather than reporting the old run under its
     name."""
     try:
         saved = json.loads((run_dir / "config.json").read_text())["config"]
-        steps = np.load(run_dir / "curve.npz")["env_steps"]
     except (OSError, KeyError, ValueError):
         return False
-    return saved == cfg.to_dict() and len(steps) > 0 and steps[-1] >= cfg.total_steps
+    return saved == cfg.to_dict() and finished(run_dir, cfg.total_steps)
 
 
 def qvpo_run(task: str, preset: str, cfg, run_dir: Path) -> None:
@@ -196,18 +207,19 @@ def main(argv=None) -> dict:
             cfg = qvpo_config(args.preset, budget, seeds, overrides, evaluations, episode_length)
             if args.rerun or not qvpo_done(qvpo_dir, cfg):
                 print(f"[{task}] {name}: {budget:,} env steps, {seeds} seeds", flush=True)
-                qvpo_run(task, args.preset, cfg, qvpo_dir)
+                in_fresh_process(qvpo_run, task, args.preset, cfg, qvpo_dir)
             for algo, dirs in peer_dirs.items():
                 for s, d in enumerate(dirs):
-                    if args.rerun or not (d / "curve.npz").exists():
+                    if args.rerun or not finished(d, budget):
                         print(f"[{task}] brax {algo} seed {s}: {budget:,} env steps", flush=True)
-                        peer_run(algo, task, budget, s, d, evaluations, episode_length,
-                                 QUICK["peers"].get(algo, {}) if args.quick else {})
+                        in_fresh_process(peer_run, algo, task, budget, s, d, evaluations,
+                                         episode_length,
+                                         QUICK["peers"].get(algo, {}) if args.quick else {})
         random_file = task_dir / "random_return.json"
         if random_file.exists():
             random = json.loads(random_file.read_text())["return"]
         else:
-            random = random_return(task, episode_length=episode_length)
+            random = in_fresh_process(random_return, task, episode_length=episode_length)
             task_dir.mkdir(parents=True, exist_ok=True)
             write_result(random_file, {"task": task, "return": random, "episodes": 64,
                                        "episode_length": episode_length})

@@ -170,6 +170,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=None, help="env steps for every task")
     parser.add_argument("--peers", nargs="*", default=["sac", "ppo"])
+    parser.add_argument("--skip-qvpo", action="store_true",
+                        help="train only the peers (e.g. in a second process beside the QVPO one)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rerun", action="store_true", help="train again runs that exist")
     parser.add_argument("--report-only", action="store_true")
@@ -205,7 +207,7 @@ def main(argv=None) -> dict:
                      for algo in args.peers}
         if not args.report_only:
             cfg = qvpo_config(args.preset, budget, seeds, overrides, evaluations, episode_length)
-            if args.rerun or not qvpo_done(qvpo_dir, cfg):
+            if not args.skip_qvpo and (args.rerun or not qvpo_done(qvpo_dir, cfg)):
                 print(f"[{task}] {name}: {budget:,} env steps, {seeds} seeds", flush=True)
                 in_fresh_process(qvpo_run, task, args.preset, cfg, qvpo_dir)
             for algo, dirs in peer_dirs.items():

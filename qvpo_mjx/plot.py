@@ -28,6 +28,8 @@ DEFAULT_METRIC = "eval_return_mean"
 # Config fields that say how a run was executed, not what it computed: runs that differ only in
 # these are the same experiment.
 EXECUTION_FIELDS = ("num_seeds", "num_devices")
+# Peers' configs (Brax's trainers) record the seed among their settings: not part of an experiment.
+SEED_FIELDS = ("seed",)
 
 
 class CurveError(ValueError):
@@ -106,7 +108,8 @@ def label_of(meta: dict, fallback: str) -> str:
 def identity(meta: dict) -> str:
     """What makes runs one experiment: everything in config.json but the seed, the record of
     the run (versions, devices, ...) and the execution fields."""
-    cfg = {k: v for k, v in meta.get("config", {}).items() if k not in EXECUTION_FIELDS}
+    cfg = {k: v for k, v in meta.get("config", {}).items()
+           if k not in EXECUTION_FIELDS + SEED_FIELDS}
     return json.dumps({"env": meta.get("env"), "env_options": meta.get("env_options", {}),
                        "algorithm": meta.get("algorithm"), "preset": meta.get("preset"),
                        "config": cfg}, sort_keys=True, default=str)

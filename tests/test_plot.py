@@ -123,6 +123,18 @@ def test_several_metrics_give_one_panel_each(tmp_path, capsys):
     assert "no column 'nope'" in capsys.readouterr().err
 
 
+def test_a_seed_recorded_in_the_config_does_not_split_lines(tmp_path):
+    # Brax's trainers record the seed among their settings; seeds are still one line.
+    runs = []
+    for i in range(3):
+        run = fake_run(tmp_path / f"p{i}", seed=i)
+        meta = json.loads((run / "config.json").read_text())
+        meta["config"]["seed"] = i
+        (run / "config.json").write_text(json.dumps(meta))
+        runs += plot.load_runs(run)
+    assert len(plot.group_runs(runs)) == 1
+
+
 def test_fields_an_older_run_lacks_do_not_label_lines(tmp_path):
     old = plot.load_runs(fake_run(tmp_path / "old", seed=0))
     new = plot.load_runs(fake_run(tmp_path / "new", seed=0, batch_size=256, n_step=1))

@@ -28,7 +28,9 @@ spends env steps on updates:
 * ``uU_bB`` (e.g. ``u2_b4096``; issue 13's wide regime): a fixed U critic updates of batch B per
   vector step whatever N is, the actor every second one, as FastTD3 does: far fewer, far wider
   updates, meant to be given 10x or more the env steps (``--budget``), since on a GPU env steps
-  are cheap and sequential updates are what a user waits for.
+  are cheap and sequential updates are what a user waits for. ``uU_bB_opt`` adds the options
+  FastTD3 and FastSAC use (``WIDE_OPTIONS``): observation normalisation, 3-step returns and
+  LayerNorm critics.
 
 Writes each run to ``benchmarks/results/scaling/ENV/REGIME_N/`` (curve.npz, config.json), a
 summary table to ``benchmarks/results/scaling.json`` (one row per env, regime and N; a rerun replaces
@@ -85,14 +87,17 @@ def regime(name: str, N: int, base: dict) -> dict | None:
                 "critic_updates_per_actor": 2 if name == "delay" else 4}
     fixed = FIXED.fullmatch(name)
     if fixed:
-        return {"num_envs": N, "updates_per_step": int(fixed[1]), "batch_size": int(fixed[2]),
-                "critic_updates_per_actor": 2}
+        changes = {"num_envs": N, "updates_per_step": int(fixed[1]),
+                   "batch_size": int(fixed[2]), "critic_updates_per_actor": 2}
+        return {**changes, **(WIDE_OPTIONS if fixed[3] else {})}
     raise ValueError(name)
 
 
 REGIMES = ("reference", "naive", "utd", "half", "quarter", "wide", "half_wide", "delay",
            "delay4")
-FIXED = re.compile(r"u([1-9][0-9]*)_b([1-9][0-9]*)")  # the wide regime: uU_bB
+FIXED = re.compile(r"u([1-9][0-9]*)_b([1-9][0-9]*)(_opt)?")  # the wide regime: uU_bB[_opt]
+# What FastTD3 and FastSAC add to a wide regime, as this project's options (uU_bB_opt).
+WIDE_OPTIONS = {"obs_normalization": True, "n_step": 3, "critic_layer_norm": True}
 
 
 def regime_name(name: str) -> str:
@@ -100,11 +105,37 @@ def regime_name(name: str) -> str:
     if name in REGIMES or FIXED.fullmatch(name):
         return name
     raise argparse.ArgumentTypeError(f"unknown regime {name!r}: one of {', '.join(REGIMES)}, "
-                                     f"or uU_bB (U critic updates of batch B per vector step)")
+                                     f"or uU_bB (U critic updates of batch B per vector step; "
+                                     f"uU_bB_opt with the wide options)")
+
+
+def config_override(text: str) -> tuple[str, object]:
+    """argparse type of --set: KEY=VALUE for a QVPOConfig field, VALUE parsed as its type."""
+    import dataclasses
+    from qvpo_mjx.config import QVPOConfig
+    key, sep, value = text.partition("=")
+    kinds = {f.name: f.type if isinstance(f.type, str) else f.type.__name__
+             for f in dataclasses.fields(QVPOConfig)}
+    if not sep or key not in kinds:
+        raise argparse.ArgumentTypeError(f"--set {text!r}: expected KEY=VALUE with KEY a "
+                                         f"QVPOConfig field ({', '.join(sorted(kinds))})")
+    if kinds[key] == "bool":
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise argparse.ArgumentTypeError(f"--set {key}: {value!r} is not true or false")
+        return key, value.lower() in ("true", "1")
+    try:
+        return key, {"int": int, "float": float, "str": str}[kinds[key]](value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--set {key}: {e}") from None
+
+
+def overrides_tag(overrides: dict) -> str:
+    """The run directory's suffix for --set overrides ('' without): _train_samples4, ..."""
+    return "".join(f"_{k}{v}" for k, v in sorted(overrides.items()))
 
 
 def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
-            seed: int = 0) -> dict | None:
+            seed: int = 0, overrides: dict | None = None) -> dict | None:
     from qvpo_mjx.config import QVPOConfig
     from qvpo_mjx.presets import PRESETS
     from qvpo_mjx.train import train
@@ -114,24 +145,28 @@ def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
         return None
     eval_interval = max(budget // 10, N)
     start = max(base["start_steps"], changes["batch_size"], N)  # a full first batch
+    overrides = dict(overrides or {})
     cfg = QVPOConfig(**{**base, **changes, "total_steps": budget, "eval_interval": eval_interval,
                         "start_steps": start, "num_seeds": seeds, "num_devices": 1,
-                        "replay_size": max(budget, N)})
+                        "replay_size": max(budget, N), **overrides})
     # A run at another budget than the env's default, or at other seeds, gets a directory of its
     # own (and a label of its own in the plots, for another budget).
     other_budget = budget != BUDGETS.get(env, DEFAULT_BUDGET)
     run_dir = out / env / (f"{name}_N{N}" + (f"_b{budget}" if other_budget else "")
+                           + overrides_tag(overrides)
                            + (f"_s{seed}" if seed else ""))
     t0 = time.perf_counter()
     rows = train(cfg, env, seed=seed, out_dir=run_dir, overwrite=True, progress=False,
-                 extra_meta={"algorithm": f"QVPO {name}" + (f", {budget} steps" if other_budget
+                 extra_meta={"algorithm": f"QVPO {name}{overrides_tag(overrides)}"
+                                          + (f", {budget} steps" if other_budget
                                                              else ""),
                              "preset": f"scaling-{name}"})
     wall = time.perf_counter() - t0
     steps = np.array([r["env_steps"] for r in rows])
     ret = np.array([np.atleast_1d(r["eval_return_mean"]) for r in rows])  # (rows, seeds)
     half = int(np.searchsorted(steps, budget // 2))
-    row = {"env": env, "regime": name, "num_envs": N, "updates_per_step": cfg.updates_per_step,
+    row = {"env": env, "regime": name, "num_envs": N, "overrides": overrides,
+           "updates_per_step": cfg.updates_per_step,
            "critic_updates_per_actor": cfg.critic_updates_per_actor,
            "batch_size": cfg.batch_size, "actor_lr": cfg.actor_lr, "critic_lr": cfg.critic_lr,
            "updates_per_env_step": cfg.updates_per_step / N,
@@ -158,15 +193,16 @@ def plot_x_updates(critic_updates, cfg) -> np.ndarray:
 
 
 def plot_env(out: Path, env: str) -> None:
-    """One pair of plots (against env steps and wall-clock) per N: every regime run at that N,
-    with the reference, so each plot compares regimes at one scale."""
+    """Plots against env steps, wall-clock and sequential updates per N: every regime run at that
+    N, with the reference and with the ``delay`` rule at any N (the wide regimes' yardstick)."""
     from qvpo_mjx import plot
     def size(name: str) -> int:  # REGIME_N64 or REGIME_N64_s3
         return int(name.rsplit("_N", 1)[1].split("_")[0])
 
     runs = {p.name: p for p in (out / env).glob("*_N*") if (p / "curve.npz").exists()}
     for N in sorted({size(name) for name in runs} - {1}):
-        chosen = [str(p) for name, p in sorted(runs.items()) if size(name) in (1, N)]
+        chosen = [str(p) for name, p in sorted(runs.items())
+                  if size(name) in (1, N) or name.startswith("delay_N")]
         for x in ("env_steps", "wall_time", "updates"):
             plot.plot(chosen, str(out / f"{env}_N{N}_{x}.png"), x_axis=x, band="minmax",
                       title=f"QVPO scaling regimes on {env}, N = {N}")
@@ -184,6 +220,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="first seed (more seeds of a regime: rerun with --seed 3)")
     parser.add_argument("--budget", type=int, default=None, help="env steps per run")
+    parser.add_argument("--set", type=config_override, action="append", default=[],
+                        metavar="KEY=VALUE", help="a QVPOConfig field on top of every regime "
+                        "(repeatable), e.g. train_samples=4; the run directory is named for it")
     parser.add_argument("--out", default=str(HERE / "results" / "scaling"))
     parser.add_argument("--summary", default=str(HERE / "results" / "scaling.json"),
                         help="the summary table (rows are replaced by reruns, others kept)")
@@ -194,20 +233,24 @@ def main() -> None:
                             else ["inverted_pendulum", "halfcheetah"])
     sizes = args.num_envs or ([1, 16, 64] if args.quick else [1, 16, 64, 256])
     out = Path(args.out)
+    overrides = dict(args.set)
 
     from common import machine_info, write_result
     summary_path = Path(args.summary)  # --quick reruns a subset of its rows
-    # Runs already in the summary stay, unless this invocation reruns them.
-    rows = json.loads(summary_path.read_text())["rows"] if summary_path.exists() else []
     for env in [] if args.plot_only else env_list:
         budget = args.budget or BUDGETS.get(env, DEFAULT_BUDGET)
         for N in sizes:
             for name in args.regimes:
-                row = run_one(env, name, N, args.seeds, budget, out, args.seed)
+                row = run_one(env, name, N, args.seeds, budget, out, args.seed, overrides)
                 if row is not None:
+                    # Runs already in the summary stay, unless this one reruns them; read just
+                    # before writing, so two studies writing one summary keep each other's rows.
+                    rows = (json.loads(summary_path.read_text())["rows"]
+                            if summary_path.exists() else [])
                     rows = [r for r in rows if (r["env"], r["regime"], r["num_envs"],
-                                                r.get("first_seed", 0), r.get("budget"))
-                            != (env, name, N, args.seed, budget)] + [row]
+                                                r.get("first_seed", 0), r.get("budget"),
+                                                r.get("overrides", {}))
+                            != (env, name, N, args.seed, budget, overrides)] + [row]
                     # Written after every run, so an interrupted study keeps what it measured.
                     write_result(summary_path, {"machine": machine_info(), "rows": rows})
     for env in env_list:

@@ -45,10 +45,26 @@ def test_scaling_regimes_keep_the_ratios_they_are_named_for():
         # The wide regime: U updates of batch B per vector step whatever N, actor every second.
         wide = QVPOConfig(**{**base, **scaling.regime("u2_b4096", N, base)})
         assert per_env_step(wide) == (2 / N, 1 / N, 2 * 4096 / N)
+        assert (wide.obs_normalization, wide.n_step, wide.critic_layer_norm) == (False, 1, False)
+        opt = QVPOConfig(**{**base, **scaling.regime("u2_b4096_opt", N, base)})
+        assert per_env_step(opt) == per_env_step(wide)
+        assert (opt.obs_normalization, opt.n_step, opt.critic_layer_norm) == (True, 3, True)
     with pytest.raises(argparse.ArgumentTypeError, match="uU_bB"):
         scaling.regime_name("u0_b256")
     assert scaling.regime_name("u8_b1024") == "u8_b1024"
+    assert scaling.regime_name("u8_b1024_opt") == "u8_b1024_opt"
+    with pytest.raises(argparse.ArgumentTypeError):
+        scaling.regime_name("u8_b1024_fast")
     assert scaling.regime("reference", 16, base) is None
+    # --set KEY=VALUE: typed by the config field, named in the run directory.
+    assert scaling.config_override("train_samples=4") == ("train_samples", 4)
+    assert scaling.config_override("obs_normalization=false") == ("obs_normalization", False)
+    assert scaling.config_override("tau=0.1") == ("tau", 0.1)
+    for bad in ("train_samples=4.5", "no_such_field=1", "tau", "critic_layer_norm=maybe"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            scaling.config_override(bad)
+    assert scaling.overrides_tag({"train_samples": 4, "diffusion_steps": 3}) == \
+        "_diffusion_steps3_train_samples4"
     assert scaling.regime("reference", 1, base)["updates_per_step"] == 1
 
 
@@ -129,3 +145,47 @@ def test_suite_reuses_a_qvpo_run_only_of_the_same_config(tmp_path):
     fake_curve(tmp_path / "cut", [1008], [1], cfg.to_dict())
     assert not suite.qvpo_done(tmp_path / "cut", cfg)  # stopped before its budget
     assert not suite.qvpo_done(tmp_path / "missing", cfg)
+
+
+def _fake_run(root, name, env_steps, critic_updates, returns, per_actor=2):
+    """A run directory as scaling.py leaves it: curve.npz (E evaluations x S seeds), config."""
+    run = root / name
+    run.mkdir(parents=True)
+    E = len(env_steps)
+    np.savez(run / "curve.npz", env_steps=np.asarray(env_steps, np.float64),
+             wall_time_s=np.arange(1, E + 1, dtype=np.float64) * 10,
+             eval_return_mean=np.asarray(returns, np.float64),
+             updates=np.repeat(np.asarray(critic_updates, np.float64)[:, None], 3, 1))
+    (run / "config.json").write_text(json.dumps({"config": {
+        "critic_updates_per_actor": per_actor}}))
+    return str(run.relative_to(root))
+
+
+def test_wide_report_measures_each_regime_against_the_rules_final_return(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import wide_report
+    rows = []
+    for env, wide_final in (("a", 120.0), ("b", 90.0)):
+        rule = _fake_run(tmp_path, f"{env}/delay", [1000, 2000], [1000, 2000],
+                         [[40, 50, 60], [90, 100, 110]])  # bar: mean 100 after 3000 updates
+        # The wide run's seed-mean crosses 80 (80% of the bar) at its 2nd evaluation, 100 at
+        # its 3rd: 20 and 30 critic updates, 30 and 45 sequential ones.
+        wide = _fake_run(tmp_path, f"{env}/u1", [10_000, 20_000, 30_000], [10, 20, 30],
+                         [[0, 0, 0], [80, 80, 80], [wide_final] * 3])
+        rows += [{"env": env, "regime": "delay", "num_envs": 64, "batch_size": 256,
+                  "updates_per_step": 64, "run_dir": rule},
+                 {"env": env, "regime": "u1_b1024", "num_envs": 256, "batch_size": 1024,
+                  "updates_per_step": 1, "run_dir": wide}]
+    rep = wide_report.report({"rows": rows}, tmp_path)
+    a = rep["tasks"]["a"]
+    assert a["bar"] == 100.0 and a["rule_updates"] == 3000  # 2000 critic + 1000 actor
+    rule, wide = a["runs"]
+    assert rule["regime"] == "delay" and not rule["passes"]
+    assert wide["final_mean"] == 120.0 and wide["final_se"] == 0.0
+    assert wide["reach_80"] == {"env_steps": 20_000, "updates": 30, "wall_s": 20.0,
+                                "updates_saved": 100.0}
+    assert wide["reach_bar"]["updates"] == 45 and wide["passes"]
+    b_wide = rep["tasks"]["b"]["runs"][1]
+    assert b_wide["reach_bar"] is None and not b_wide["passes"]  # 90 < 100: never reached
+    assert rep["passes_on"] == {"u1_b1024_N256": ["a"]} and rep["qualifies"] == []
+    assert "not reached" in wide_report.markdown(rep)

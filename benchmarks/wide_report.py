@@ -11,7 +11,7 @@ step) with the best final return over the N it was run at; its final return, ave
 is the task's bar. For every run: final return (mean and standard error over seeds), the mean over
 the run's evaluations, and where the seed-mean curve first reaches the bar (and 80% of it) on the
 three axes: env steps, sequential updates (critic + actor, what a GPU user waits on) and this
-machine's wall-clock. ``updates_saved`` is the rule's sequential updates over the run's at that
+machine's wall-clock; and the rule's return after as many sequential updates as the run made. ``updates_saved`` is the rule's sequential updates over the run's at that
 point; a regime passes the issue's bar on a task where it is at least ``FACTOR``.
 """
 
@@ -60,6 +60,16 @@ def first_reach(curve: dict, threshold: float) -> dict | None:
             "wall_s": round(float(curve["wall_s"][i]), 1)}
 
 
+def rule_return_at(rule_curve: dict, updates: float) -> float | None:
+    """The rule's seed-mean return after ``updates`` sequential updates, interpolated linearly
+    between its evaluations (None before its first evaluation, its final return after its
+    last): what the rule has reached when a wide run stops."""
+    x, y = rule_curve["updates"], rule_curve["returns"].mean(axis=1)
+    if updates < x[0]:
+        return None
+    return round(float(np.interp(updates, x, y)), 1)
+
+
 def summarise(curve: dict) -> dict:
     final = curve["returns"][-1]
     seeds = len(final)
@@ -87,8 +97,10 @@ def task_report(rows: list[dict], root: Path = ROOT) -> dict:
         raise ValueError(f"{rows[0]['env']}: no {RULE!r} run to measure the others against")
     rule = max(rules, key=lambda r: r["final_mean"])
     bar = rule["final_mean"]
+    rule_curve = rule["_curve"]
     for r in runs:
         curve = r.pop("_curve")
+        r["rule_at_same_updates"] = rule_return_at(rule_curve, r["updates"])
         for name, threshold in (("reach_bar", bar), ("reach_80", 0.8 * bar)):
             hit = first_reach(curve, threshold)
             r[name] = hit
@@ -125,16 +137,21 @@ def markdown(rep: dict) -> str:
         return f"{hit['env_steps']:,} / {hit['updates']:,} / {hit['wall_s']:.0f} s " \
                f"({hit['updates_saved']:.1f}x)"
 
+    def at(value):
+        return "before its first evaluation" if value is None else f"{value:.0f}"
+
     out = []
     for env, task in rep["tasks"].items():
         out += [f"**{env}**: bar {task['bar']:.0f} ({task['rule']}'s final return, "
                 f"{task['rule_updates']:,} sequential updates)", "",
-                "| regime | N | env steps | sequential updates | final return | mean over run "
-                "| bar reached at: env steps / updates / CPU s (updates saved) | 80% of bar |",
-                "|---|---|---|---|---|---|---|---|"]
+                "| regime | N | env steps | sequential updates | final return | the rule at as "
+                "many updates | mean over run | bar reached at: env steps / updates / CPU s "
+                "(updates saved) | 80% of bar |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in task["runs"]:
             out.append(f"| {r['regime']} | {r['num_envs']} | {r['env_steps']:,} | "
                        f"{r['updates']:,} | {r['final_mean']:.0f} ± {r['final_se']:.0f} | "
+                       f"{at(r['rule_at_same_updates'])} | "
                        f"{r['mean_over_run']:.0f} | {reach(r['reach_bar'])} | "
                        f"{reach(r['reach_80'])} |")
         out.append("")

@@ -185,6 +185,11 @@ def test_wide_report_measures_each_regime_against_the_rules_final_return(tmp_pat
     assert wide["reach_80"] == {"env_steps": 20_000, "updates": 30, "wall_s": 20.0,
                                 "updates_saved": 100.0}
     assert wide["reach_bar"]["updates"] == 45 and wide["passes"]
+    # The rule after 45 sequential updates: before its first evaluation (1500 updates); after
+    # its own 3000 it is its final return, and 2250 lies halfway between its evaluations.
+    assert wide["rule_at_same_updates"] is None and rule["rule_at_same_updates"] == 100.0
+    rule_curve = wide_report.load_curve(tmp_path / rows[0]["run_dir"])
+    assert wide_report.rule_return_at(rule_curve, 2250) == 75.0
     b_wide = rep["tasks"]["b"]["runs"][1]
     assert b_wide["reach_bar"] is None and not b_wide["passes"]  # 90 < 100: never reached
     assert rep["passes_on"] == {"u1_b1024_N256": ["a"]} and rep["qualifies"] == []

@@ -205,7 +205,7 @@ def plot_env(out: Path, env: str) -> None:
                   if size(name) in (1, N) or name.startswith("delay_N")]
         for x in ("env_steps", "wall_time", "updates"):
             plot.plot(chosen, str(out / f"{env}_N{N}_{x}.png"), x_axis=x, band="minmax",
-                      title=f"QVPO scaling regimes on {env}, N = {N}")
+                      title=f"QVPO scaling regimes on {env}, N = {N}", log_x=x == "updates")
 
 
 def main() -> None:

@@ -177,10 +177,16 @@ def aggregate(runs: list[dict], x_axis: str, band: str = "minmax", points: int =
     return grid, mean, np.nanmin(ys, 0), np.nanmax(ys, 0)
 
 
+LEGEND_INSIDE = 4  # more lines than this and a legend inside the panel hides the curves
+
+
 def plot(run_dirs: list[str], out: str, x_axis: str = "env_steps", band: str = "minmax",
          title: str | None = None, hold_last: bool = False,
-         metric: str | list[str] = DEFAULT_METRIC) -> Path:
-    """Write one figure with a panel per metric (one metric: one panel), all on ``x_axis``."""
+         metric: str | list[str] = DEFAULT_METRIC, log_x: bool = False) -> Path:
+    """Write one figure with a panel per metric (one metric: one panel), all on ``x_axis``
+    (logarithmic with ``log_x``: runs whose x ranges differ tenfold, such as a wide regime's
+    sequential updates beside the rule's). The legend sits inside a lone panel with up to
+    ``LEGEND_INSIDE`` lines, below the panels otherwise."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -201,7 +207,9 @@ def plot(run_dirs: list[str], out: str, x_axis: str = "env_steps", band: str = "
                             label=f"{label} ({len(group)} run{'s' * (len(group) > 1)})")
             if len(group) > 1:
                 ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_xlabel(X_AXES[x_axis])
+        ax.set_xlabel(X_AXES[x_axis] + (" (log scale)" if log_x else ""))
+        if log_x:
+            ax.set_xscale("log")
         ax.set_ylabel("evaluation return (mean over episodes)" if name == DEFAULT_METRIC
                       else name)
         ax.grid(alpha=0.3)
@@ -209,20 +217,25 @@ def plot(run_dirs: list[str], out: str, x_axis: str = "env_steps", band: str = "
             ax.set_title(name, fontsize=10)
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_visible(False)
-    if len(metrics) == 1:
+    lines = len(axes.flat[0].get_lines())
+    below = len(metrics) > 1 or lines > LEGEND_INSIDE
+    if not below:
         axes.flat[0].legend(fontsize=8)
-    else:  # below the panels, so long labels do not squeeze them
+    else:  # below the panels, so long labels neither squeeze them nor hide the curves
         handles, labels = axes.flat[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", fontsize=8, ncol=1)
     what = ("Evaluation return" if metrics == [DEFAULT_METRIC]
             else metrics[0] if len(metrics) == 1 else "Curves")
     default_title = f"{what} on {', '.join(sorted(envs))}"
-    if len(metrics) == 1:
+    if not below:
         axes.flat[0].set_title(title or default_title)
         fig.tight_layout()
     else:
-        fig.suptitle(title or default_title)
-        legend_height = 0.25 + 0.18 * len(axes.flat[0].get_lines())  # inches
+        if len(metrics) == 1:
+            axes.flat[0].set_title(title or default_title)
+        else:
+            fig.suptitle(title or default_title)
+        legend_height = 0.25 + 0.18 * lines  # inches
         fig.set_figheight(fig.get_figheight() + legend_height)
         fig.tight_layout(rect=(0, legend_height / fig.get_figheight(), 1, 1))
     out_path = Path(out)
@@ -246,13 +259,14 @@ def main(argv: list[str] | None = None) -> int:
                         "explore_train_spread); several give one panel each; default: the "
                         "evaluation return")
     parser.add_argument("--title", default=None)
+    parser.add_argument("--log-x", action="store_true", help="logarithmic x axis")
     parser.add_argument("--hold-last", action="store_true",
                         help="hold each run's last value to the end of the axis (for runs that "
                         "stopped at a return threshold)")
     args = parser.parse_args(argv)
     try:
         path = plot(args.runs, args.out, args.x, args.band, args.title, args.hold_last,
-                    args.metric)
+                    args.metric, args.log_x)
     except CurveError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -123,6 +123,23 @@ def test_several_metrics_give_one_panel_each(tmp_path, capsys):
     assert "no column 'nope'" in capsys.readouterr().err
 
 
+def test_many_lines_put_the_legend_below_and_log_x_scales_the_axis(tmp_path, monkeypatch):
+    runs = [str(fake_run(tmp_path / f"r{i}", seed=0, batch_size=128 * (i + 1)))
+            for i in range(plot.LEGEND_INSIDE + 1)]
+    few, many = tmp_path / "few.png", tmp_path / "many.png"
+    assert plot.main(runs[:plot.LEGEND_INSIDE] + ["-o", str(few)]) == 0
+    assert plot.main(runs + ["-o", str(many)]) == 0
+    assert png_size(few) == (840, 540)  # the legend inside the panel
+    assert png_size(many)[1] > 540  # the figure grows to hold the legend below
+    import matplotlib.axes
+    scales = []
+    real = matplotlib.axes.Axes.set_xscale
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xscale",
+                        lambda ax, value, **kw: (scales.append(value), real(ax, value, **kw)))
+    assert plot.main(runs[:1] + ["-o", str(tmp_path / "log.png"), "--log-x"]) == 0
+    assert scales == ["log"]
+
+
 def test_a_seed_recorded_in_the_config_does_not_split_lines(tmp_path):
     # Brax's trainers record the seed among their settings; seeds are still one line.
     runs = []

@@ -129,6 +129,20 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_gpu_wide_preset_keeps_the_studied_updates_per_env_step_at_any_num_envs():
+    for n, updates in ((256, 4), (1024, 16), (4096, 64), (16, 1)):
+        cfg = presets.preset_config("gpu_wide", {"num_envs": n})
+        assert cfg.updates_per_step == updates, n
+    cfg = presets.preset_config("gpu_wide")
+    assert (cfg.num_envs, cfg.updates_per_step, cfg.batch_size) == (256, 4, 1024)
+    assert (cfg.obs_normalization, cfg.n_step, cfg.critic_layer_norm) == (True, 3, True)
+    assert cfg.total_steps == 10 * presets.preset_config("gpu").total_steps
+    # The paper's networks, as the gpu preset: only the update schedule and the options differ.
+    rule = presets.preset_config("gpu")
+    assert (cfg.hidden_size, cfg.diffusion_steps, cfg.train_samples, cfg.actor_lr, cfg.tau) == \
+        (rule.hidden_size, rule.diffusion_steps, rule.train_samples, rule.actor_lr, rule.tau)
+
+
 def test_module_entry_point_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "qvpo_mjx.train", "--help"],
                           capture_output=True, text=True, timeout=120)

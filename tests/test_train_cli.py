@@ -137,10 +137,11 @@ def test_gpu_wide_preset_keeps_the_studied_updates_per_env_step_at_any_num_envs(
     assert (cfg.num_envs, cfg.updates_per_step, cfg.batch_size) == (256, 4, 1024)
     assert (cfg.obs_normalization, cfg.n_step, cfg.critic_layer_norm) == (True, 3, True)
     assert cfg.total_steps == 10 * presets.preset_config("gpu").total_steps
-    # The paper's networks, as the gpu preset: only the update schedule and the options differ.
+    # The paper's networks, as the gpu preset; Kt 16 keeps the rule's candidates per actor update.
     rule = presets.preset_config("gpu")
-    assert (cfg.hidden_size, cfg.diffusion_steps, cfg.train_samples, cfg.actor_lr, cfg.tau) == \
-        (rule.hidden_size, rule.diffusion_steps, rule.train_samples, rule.actor_lr, rule.tau)
+    assert (cfg.hidden_size, cfg.diffusion_steps, cfg.actor_lr, cfg.tau) == \
+        (rule.hidden_size, rule.diffusion_steps, rule.actor_lr, rule.tau)
+    assert cfg.batch_size * cfg.train_samples == rule.batch_size * rule.train_samples
 
 
 def test_module_entry_point_runs(tmp_path):

@@ -3,6 +3,9 @@
     python benchmarks/scaling.py --quick      # inverted_pendulum, N in 1 16 64, 3 seeds
     python benchmarks/scaling.py              # + N = 256, + halfcheetah (hours on a 2-core CPU)
     python benchmarks/scaling.py --env halfcheetah --num-envs 1 64 --regimes reference half
+    python benchmarks/scaling.py --env inverted_double_pendulum --num-envs 256 \
+        --regimes u4_b1024_opt --budget 300000 --set actor_lr=0.0006 --out benchmarks/results/wide \
+        --summary benchmarks/results/wide.json        # issue 13's study (wide_report.py reads it)
 
 Every regime is one batched run of ``--seeds`` seeds (``num_seeds``), so a regime's seeds share
 one compile and one clock. The network sizes, learning rates and tau are the ``cpu`` preset's

@@ -82,15 +82,34 @@ def summarise(curve: dict) -> dict:
             "wall_s": round(float(curve["wall_s"][-1]), 1)}
 
 
+# Set per run by scaling.run_one from the budget and N, not by the regime or --set.
+PER_RUN = {"total_steps", "eval_interval", "start_steps", "num_seeds", "num_devices",
+           "replay_size"}
+
+
+def label(row: dict, config: dict) -> str:
+    """REGIME plus _KEYVALUE for every setting the run's saved config has that differs from what
+    the regime means today (the cpu preset with the regime's changes): ``--set`` overrides, and
+    a preset value that has changed since the run (e.g. ``behavior_epsilon0.0``). Fields an older
+    config lacks are taken as today's."""
+    from qvpo_mjx.presets import PRESETS
+    from scaling import overrides_tag, regime
+    base = dict(PRESETS["cpu"]["config"])
+    expected = {**base, **(regime(row["regime"], row["num_envs"], base) or {})}
+    differs = {k: config[k] for k, v in expected.items()
+               if k not in PER_RUN and k in config and config[k] != v}
+    return row["regime"] + overrides_tag(differs)
+
+
 def task_report(rows: list[dict], root: Path = ROOT) -> dict:
-    """One task's rows (from the summary) -> its bar and every run measured against it. A run
-    with ``--set`` overrides is labelled REGIME_KEYVALUE; the rule is the best of the ``delay``
-    runs, with or without overrides (the hardest bar)."""
-    from scaling import overrides_tag
+    """One task's rows (from the summary) -> its bar and every run measured against it, each
+    labelled by :func:`label`; the rule is the best of the ``delay`` runs, whatever their other
+    settings (the hardest bar)."""
     runs = []
     for row in rows:
         curve = load_curve(root / row["run_dir"])
-        runs.append({"regime": row["regime"] + overrides_tag(row.get("overrides", {})),
+        config = json.loads((root / row["run_dir"] / "config.json").read_text())
+        runs.append({"regime": label(row, config.get("config", config)),
                      "base_regime": row["regime"],
                      "num_envs": row["num_envs"],
                      "batch_size": row["batch_size"], "updates_per_step": row["updates_per_step"],

@@ -194,3 +194,10 @@ def test_wide_report_measures_each_regime_against_the_rules_final_return(tmp_pat
     assert b_wide["reach_bar"] is None and not b_wide["passes"]  # 90 < 100: never reached
     assert rep["passes_on"] == {"u1_b1024_N256": ["a"]} and rep["qualifies"] == []
     assert "not reached" in wide_report.markdown(rep)
+    # Labels name what a run's saved config has that the regime does not mean today.
+    row = {"regime": "u4_b1024_opt", "num_envs": 256}
+    today = {"behavior_epsilon": 0.5, "n_step": 3, "batch_size": 1024, "total_steps": 300_000}
+    assert wide_report.label(row, today) == "u4_b1024_opt"
+    assert wide_report.label(row, {**today, "behavior_epsilon": 0.0, "actor_lr": 6e-4}) == \
+        "u4_b1024_opt_actor_lr0.0006_behavior_epsilon0.0"
+    assert wide_report.label(row, {**today, "n_step": 1}) == "u4_b1024_opt_n_step1"

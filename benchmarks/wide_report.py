@@ -35,7 +35,8 @@ TASKS_NEEDED = 2  # ... on at least this many tasks
 
 
 def load_curve(run_dir: Path) -> dict:
-    """A run's curve on the three axes: env_steps, updates, wall_s (E,); returns (E, S)."""
+    """A run's curve on the three axes: env_steps, updates, wall_s (E,); returns (E, S); and its
+    saved config."""
     from qvpo_mjx import plot
     curve = np.load(run_dir / "curve.npz")
     cfg = json.loads((run_dir / "config.json").read_text())
@@ -46,7 +47,7 @@ def load_curve(run_dir: Path) -> dict:
     return {"env_steps": np.asarray(curve["env_steps"], np.float64),
             "updates": plot.sequential_updates(critic, cfg),
             "wall_s": np.asarray(curve["wall_time_s"], np.float64),
-            "returns": returns.reshape(len(returns), -1)}
+            "returns": returns.reshape(len(returns), -1), "config": cfg}
 
 
 def first_reach(curve: dict, threshold: float) -> dict | None:
@@ -108,8 +109,7 @@ def task_report(rows: list[dict], root: Path = ROOT) -> dict:
     runs = []
     for row in rows:
         curve = load_curve(root / row["run_dir"])
-        config = json.loads((root / row["run_dir"] / "config.json").read_text())
-        runs.append({"regime": label(row, config.get("config", config)),
+        runs.append({"regime": label(row, curve["config"]),
                      "base_regime": row["regime"],
                      "num_envs": row["num_envs"],
                      "batch_size": row["batch_size"], "updates_per_step": row["updates_per_step"],

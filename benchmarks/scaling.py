@@ -114,20 +114,18 @@ def regime_name(name: str) -> str:
 
 def config_override(text: str) -> tuple[str, object]:
     """argparse type of --set: KEY=VALUE for a QVPOConfig field, VALUE parsed as its type."""
-    import dataclasses
     from qvpo_mjx.config import QVPOConfig
     key, sep, value = text.partition("=")
-    kinds = {f.name: f.type if isinstance(f.type, str) else f.type.__name__
-             for f in dataclasses.fields(QVPOConfig)}
+    kinds = QVPOConfig.field_types()
     if not sep or key not in kinds:
         raise argparse.ArgumentTypeError(f"--set {text!r}: expected KEY=VALUE with KEY a "
                                          f"QVPOConfig field ({', '.join(sorted(kinds))})")
-    if kinds[key] == "bool":
+    if kinds[key] is bool:
         if value.lower() not in ("true", "false", "1", "0"):
             raise argparse.ArgumentTypeError(f"--set {key}: {value!r} is not true or false")
         return key, value.lower() in ("true", "1")
     try:
-        return key, {"int": int, "float": float, "str": str}[kinds[key]](value)
+        return key, kinds[key](value)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"--set {key}: {e}") from None
 

@@ -61,16 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="MJX solver line-search iterations (default: the env's; Brax tasks "
                      "only)")
     group = parser.add_argument_group("config (every QVPOConfig field; default: the preset's)")
-    docs = QVPOConfig.field_docs()
+    docs, kinds = QVPOConfig.field_docs(), QVPOConfig.field_types()
     for f in dataclasses.fields(QVPOConfig):
         flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
+        if kinds[f.name] is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                help=docs[f.name] + f" (reference: {f.default})")
         else:
-            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str)
-                                                            else f.type.__name__]
-            group.add_argument(flag, type=kind, default=None,
+            group.add_argument(flag, type=kinds[f.name], default=None,
                                help=docs[f.name] + f" (reference: {f.default})")
     return parser
 

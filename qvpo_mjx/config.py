@@ -235,6 +235,14 @@ class QVPOConfig:
     def field_docs(cls) -> dict[str, str]:
         return {f.name: f.metadata["doc"] for f in dataclasses.fields(cls)}
 
+    @classmethod
+    def field_types(cls) -> dict[str, type]:
+        """Each field's Python type (bool, int, float or str), for parsing values from text;
+        the annotations are strings under ``from __future__ import annotations``."""
+        kinds = {"bool": bool, "int": int, "float": float, "str": str}
+        return {f.name: kinds[f.type if isinstance(f.type, str) else f.type.__name__]
+                for f in dataclasses.fields(cls)}
+
     def hyperparams(self) -> dict[str, float]:
         """The traced fields as a ``{name: float}`` dict; ``agent.init`` turns it into arrays."""
         return {name: float(getattr(self, name)) for name in self.traced_fields()}

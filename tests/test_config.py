@@ -63,6 +63,16 @@ def test_dict_round_trip():
     assert QVPOConfig.from_dict(c.to_dict()) == c
 
 
+def test_field_types_are_the_defaults_types():
+    """The CLI and the study's --set parse text with these: a wrong type would turn '0.5' into
+    an error or 'false' into True."""
+    kinds = QVPOConfig.field_types()
+    assert kinds["train_samples"] is int and kinds["tau"] is float
+    assert kinds["q_transform"] is str and kinds["obs_normalization"] is bool
+    for name, value in QVPOConfig().to_dict().items():
+        assert type(value) is kinds[name], name
+
+
 def test_fit_to_devices_rounds_what_can_be_rounded_and_refuses_the_rest():
     # The README's `--num-envs 4096 --num-devices 8` with the gpu preset's 10 eval episodes.
     cfg = QVPOConfig(num_envs=4096, num_eval_envs=10, replay_size=1_000_001, num_devices=8)

@@ -37,9 +37,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # step), the actor every second, observation normalisation, 3-step returns and LayerNorm
     # critics, and 10x the env steps. In the CPU study (N = 256, small networks) it needed 7.7x
     # fewer sequential updates than the rule to reach the rule's final return on
-    # inverted_double_pendulum, and led the rule 6x at equal updates on halfcheetah, but did not
-    # reach the rule's halfcheetah return within 7k updates: not the gpu default until a GPU run
-    # shows its wall-clock. The paper's networks and rates, as the gpu preset, but Kt 16: the
+    # inverted_double_pendulum, but on halfcheetah it led the rule at 7k updates (957 vs 152)
+    # and was only level with it at 14k (1,126 vs 1,075), short of the rule's final 2,280: not
+    # the gpu default until a GPU run shows its wall-clock. The paper's networks and rates, as the gpu preset, but Kt 16: the
     # reference's 16k candidates per actor update (B 256 x Kt 64) spread over 4x the states; it
     # keeps the actor update near B 256's cost on a GPU, and Kt 16 is what the study ran.
     "gpu_wide": {"env": "halfcheetah", "update_to_data": 1 / 64, "checkpoint_minutes": 5.0,

@@ -53,6 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qvpo_mjx.presets import WIDE_OPTIONS  # light: presets import no JAX
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -99,8 +101,6 @@ def regime(name: str, N: int, base: dict) -> dict | None:
 REGIMES = ("reference", "naive", "utd", "half", "quarter", "wide", "half_wide", "delay",
            "delay4")
 FIXED = re.compile(r"u([1-9][0-9]*)_b([1-9][0-9]*)(_opt)?")  # the wide regime: uU_bB[_opt]
-# What FastTD3 and FastSAC add to a wide regime, as this project's options (uU_bB_opt).
-WIDE_OPTIONS = {"obs_normalization": True, "n_step": 3, "critic_layer_norm": True}
 
 
 def regime_name(name: str) -> str:

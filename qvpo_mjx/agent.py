@@ -45,18 +45,29 @@ class Transition:
     horizon: jax.Array | None = None
 
 
+# A count of samples kept exactly as two int32 words, high * COUNT_BASE + low: float32 stops
+# counting at 2^24 (a GPU run passes that in minutes) and int32 at 2^31.
+COUNT_BASE = 2 ** 30
+
+
 @struct.dataclass
 class ObsStats:
     """Running mean and variance of the observations (``obs_normalization``)."""
 
     mean: jax.Array  # (o,)
-    var: jax.Array  # (o,)
-    count: jax.Array  # () float32, observations seen
+    var: jax.Array  # (o,) population variance of everything seen (1 before any)
+    seen: jax.Array  # (2,) int32: observations seen, exactly, as [high, low] (COUNT_BASE)
 
     @classmethod
     def init(cls, obs_size: int) -> "ObsStats":
         return cls(mean=jnp.zeros((obs_size,), jnp.float32),
-                   var=jnp.ones((obs_size,), jnp.float32), count=jnp.zeros((), jnp.float32))
+                   var=jnp.ones((obs_size,), jnp.float32), seen=jnp.zeros((2,), jnp.int32))
+
+    @property
+    def count(self) -> jax.Array:
+        """() float32 observations seen (rounded to float32; exact in ``seen``)."""
+        return (self.seen[0].astype(jnp.float32) * COUNT_BASE
+                + self.seen[1].astype(jnp.float32))
 
 
 @struct.dataclass
@@ -148,22 +159,27 @@ def update_obs_stats(state: AgentState, obs: jax.Array,
                      axis_name: str | None = None) -> AgentState:
     """Merge a batch of observations (n, o) into the running statistics (the exact pooled mean
     and variance of everything seen; with ``axis_name``, of every device's batch). A no-op
-    without ``obs_normalization``."""
+    without ``obs_normalization``.
+
+    The batch's variance is taken about its own mean (E[x^2] - E[x]^2 loses every digit in
+    float32 once |mean| / std is large), and the merge (Chan et al.) is written in the
+    weights n / total and old / total, so nothing grows with the count."""
     if not state.config.obs_normalization:
         return state
-    n = jnp.float32(obs.shape[0])
-    mean, second = jnp.mean(obs, axis=0), jnp.mean(jnp.square(obs), axis=0)
-    if axis_name is not None:  # equal shares: pooled moments are the means of the devices'
-        mean, second = jax.lax.pmean((mean, second), axis_name)
+    n = obs.shape[0]
+    mean = _pmean(jnp.mean(obs, axis=0), axis_name)  # equal shares: the pooled mean
+    var = _pmean(jnp.mean(jnp.square(obs - mean), axis=0), axis_name)
+    if axis_name is not None:
         n = n * jax.lax.psum(1, axis_name)
-    var = jnp.maximum(second - jnp.square(mean), 0.0)
     old = state.obs_stats
-    total = old.count + n
+    low = old.seen[1] + n
+    seen = jnp.stack([old.seen[0] + low // COUNT_BASE, low % COUNT_BASE]).astype(jnp.int32)
+    w_new = jnp.float32(n) / ObsStats(old.mean, old.var, seen).count
+    w_old = 1.0 - w_new  # 0 at the first batch: the prior var 1 drops out
     delta = mean - old.mean
-    new_mean = old.mean + delta * n / total
-    # Chan et al.'s merge of two (count, mean, M2) summaries; the prior var 1 has count 0.
-    m2 = old.var * old.count + var * n + jnp.square(delta) * old.count * n / total
-    return state.replace(obs_stats=ObsStats(mean=new_mean, var=m2 / total, count=total))
+    return state.replace(obs_stats=ObsStats(
+        mean=old.mean + w_new * delta,
+        var=w_old * old.var + w_new * var + w_old * w_new * jnp.square(delta), seen=seen))
 
 
 # --------------------------------------------------------------------------------------------

@@ -96,6 +96,43 @@ def test_observation_statistics_equal_numpy_over_the_same_data():
     np.testing.assert_array_equal(agent.normalize_obs(plain, chunks[1]), chunks[1])
 
 
+def test_observation_statistics_hold_at_large_mean_over_std_and_many_samples():
+    """|mean| / std = 1e3, as an MJX observation can have (a position far from the origin):
+    per-batch moments about their own mean keep the variance right where E[x^2] - E[x]^2
+    in float32 loses it, over many batches, against numpy's float64 statistics."""
+    cfg = SMALL.replace(obs_normalization=True)
+    state = agent.init(jax.random.PRNGKey(0), OBS, ACT, cfg)
+    scale = jnp.asarray([1.0, 0.5, 2.0, 1.0, 0.1])
+    offset = 1e3 * scale * jnp.asarray([1.0, -1.0, 1.0, -1.0, 1.0])
+    batches = jax.random.normal(jax.random.PRNGKey(1), (200, 64, OBS)) * scale + offset
+    merge = jax.jit(agent.update_obs_stats)
+    first = merge(state, batches[0])  # one batch: no averaging over batches hides an error
+    np.testing.assert_allclose(first.obs_stats.var, np.asarray(batches[0], np.float64).var(0),
+                               rtol=1e-3)
+    state = jax.jit(lambda s, xs: jax.lax.scan(
+        lambda s, x: (agent.update_obs_stats(s, x), None), s, xs)[0])(state, batches)
+    data = np.asarray(batches, np.float64).reshape(-1, OBS)
+    np.testing.assert_allclose(state.obs_stats.mean, data.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(state.obs_stats.var, data.var(0), rtol=1e-3)
+    assert float(state.obs_stats.count) == 200 * 64
+
+
+def test_observation_count_is_exact_past_float32_and_int32():
+    """The count keeps growing past 2^24 (float32's last exact integer for + 1) and 2^31
+    (int32's range): 1e10 observations in batches of 16 are counted exactly."""
+    from qvpo_mjx.agent import COUNT_BASE
+    cfg = SMALL.replace(obs_normalization=True)
+    state = agent.init(jax.random.PRNGKey(0), OBS, ACT, cfg)
+    start = 10**10 - 16 * 3
+    state = state.replace(obs_stats=state.obs_stats.replace(
+        seen=jnp.asarray([start // COUNT_BASE, start % COUNT_BASE], jnp.int32)))
+    for _ in range(3):
+        state = agent.update_obs_stats(state, jnp.ones((16, OBS)))
+    high, low = (int(v) for v in state.obs_stats.seen)
+    assert high * COUNT_BASE + low == 10**10
+    assert float(state.obs_stats.count) == pytest.approx(1e10, rel=1e-7)
+
+
 def test_normalisation_reaches_actor_and_critic():
     """With obs_normalization, act and the critic see normalised observations: scaling the raw
     observations and the statistics alike changes nothing."""

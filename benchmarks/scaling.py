@@ -173,7 +173,8 @@ def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
            "updates_per_env_step": cfg.updates_per_step / N,
            "actor_updates_per_env_step": cfg.updates_per_step / cfg.critic_updates_per_actor / N,
            "samples_per_env_step": cfg.updates_per_step * cfg.batch_size / N,
-           "sequential_updates": int(np.max(plot_x_updates(rows[-1]["updates"], cfg))),
+           "sequential_updates": int(np.max(rows[-1]["critic_updates"])
+                                     + np.max(rows[-1]["actor_updates"])),
            "seeds": seeds, "first_seed": seed, "budget": budget, "env_steps": int(steps[-1]),
            "return_at_half": ret[min(half, len(ret) - 1)].round(1).tolist(),
            "return_final": ret[-1].round(1).tolist(),
@@ -184,13 +185,6 @@ def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
                           if run_dir.resolve().is_relative_to(HERE.parent) else run_dir)}
     print(json.dumps(row), flush=True)
     return row
-
-
-def plot_x_updates(critic_updates, cfg) -> np.ndarray:
-    """Critic + actor updates of a run that has made ``critic_updates`` critic updates."""
-    from qvpo_mjx import plot
-    return plot.sequential_updates(np.asarray(critic_updates, np.float64),
-                                   {"critic_updates_per_actor": cfg.critic_updates_per_actor})
 
 
 def plot_env(out: Path, env: str) -> None:

@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, write_result  # noqa: E402
 
 from qvpo_mjx import agent, diffusion, networks  # noqa: E402
+from qvpo_mjx.agent import selection as agent_selection  # noqa: E402
+from qvpo_mjx.agent import updates as agent_update  # noqa: E402
 from qvpo_mjx.config import QVPOConfig  # noqa: E402
 
 # halfcheetah's sizes: the update's cost is nearly all hidden-layer matmuls, so these stand for any
@@ -72,7 +74,7 @@ def time_calls(fn, args, repeats: int) -> list[float]:
 
 def _plain_sample_candidates(state, actor_params, obs, key, num_samples, noise_ratio):
     """The straightforward sampler: the whole network, concat input included, per candidate-step."""
-    B, T, d = obs.shape[0], state.schedule.num_steps, state.action_size
+    B, T, d = obs.shape[0], state.schedule.num_steps, state.structure.action_size
     k_start, k_noise = jax.random.split(key)
     x_T = jax.random.normal(k_start, (B, num_samples, d))
     noise = jax.random.normal(k_noise, (T, B, num_samples, d))
@@ -87,13 +89,19 @@ def _plain_sample_candidates(state, actor_params, obs, key, num_samples, noise_r
 @contextlib.contextmanager
 def plain_variant():
     """Swap in jax.nn.mish and the unsplit first layer: the version without the exact savings."""
-    saved = networks.mish, agent.sample_candidates
-    networks.mish, agent.sample_candidates = jax.nn.mish, _plain_sample_candidates
+    # Every module that calls the sampler by name: the actions' and the updates'.
+    users = (agent_selection, agent_update)
+    saved = networks.mish, [m.sample_candidates for m in users]
+    networks.mish = jax.nn.mish
+    for m in users:
+        m.sample_candidates = _plain_sample_candidates
     jax.clear_caches()  # jit caches key on the function object, not on the globals it reads
     try:
         yield
     finally:
-        networks.mish, agent.sample_candidates = saved
+        networks.mish = saved[0]
+        for m, fn in zip(users, saved[1]):
+            m.sample_candidates = fn
         jax.clear_caches()
 
 

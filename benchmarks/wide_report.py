@@ -41,11 +41,10 @@ def load_curve(run_dir: Path) -> dict:
     curve = np.load(run_dir / "curve.npz")
     cfg = json.loads((run_dir / "config.json").read_text())
     cfg = cfg.get("config", cfg)
-    critic = np.asarray(curve["updates"], np.float64)
-    critic = critic.max(axis=1) if critic.ndim == 2 else critic  # seeds update in lockstep
+    updates = plot.sequential_updates(curve, cfg).max(axis=1)  # seeds update in lockstep
     returns = np.asarray(curve["eval_return_mean"], np.float64)
     return {"env_steps": np.asarray(curve["env_steps"], np.float64),
-            "updates": plot.sequential_updates(critic, cfg),
+            "updates": updates,
             "wall_s": np.asarray(curve["wall_time_s"], np.float64),
             "returns": returns.reshape(len(returns), -1), "config": cfg}
 

@@ -51,23 +51,33 @@ class StepResult:
     truncated: jax.Array  # (N,) float32 1.0 where the time limit ended a non-terminal episode
     episode_return: jax.Array  # (N,) the finished episode's return where done, else 0
     done: jax.Array  # (N,) float32, terminated or truncated
-    invalid: jax.Array  # (N,) float32 1.0 where the physics went non-finite (counted terminal)
+    invalid: jax.Array  # (N,) float32 1.0 where the physics diverged (counted terminal)
 
 
 class VecEnv:
     """``num_envs`` copies of ``env``; episodes end at termination or after ``episode_length`` steps.
 
+    ``divergence_bound``: a step whose observation or reward has an entry above it in absolute
+    value, or a non-finite one, is diverged physics (MJX can run away through huge but finite
+    states for many steps before a NaN): it ends its episode as terminal with reward 0 and a
+    zero next observation, and the env is reset. inf (the default here) checks finiteness only;
+    training takes the config's ``divergence_bound``.
+
     A plain Python object holding only static settings: ``reset`` and ``step`` are pure and jit,
     vmap (over seeds) and scan.
     """
 
-    def __init__(self, env: Env, num_envs: int, episode_length: int):
+    def __init__(self, env: Env, num_envs: int, episode_length: int,
+                 divergence_bound: float = float("inf")):
         if num_envs <= 0 or episode_length <= 0:
             raise ValueError(f"num_envs and episode_length must be positive, got {num_envs}, "
                              f"{episode_length}")
+        if not divergence_bound > 0:
+            raise ValueError(f"divergence_bound must be positive, got {divergence_bound}")
         self.env = env
         self.num_envs = int(num_envs)
         self.episode_length = int(episode_length)
+        self.divergence_bound = float(divergence_bound)
 
     # Read once per VecEnv (Brax computes observation_size by running a reset) and checked: the
     # agent needs one flat observation vector.
@@ -110,10 +120,14 @@ class VecEnv:
         every step).
         """
         inner = _strong(jax.vmap(self.env.step)(state.inner, action))
-        # MJX can diverge to non-finite states (seen on inverted_double_pendulum); such a step
-        # ends its episode as terminal with reward 0 and a zero observation, so no NaN reaches the
-        # replay buffer or a return, and the env is reset.
-        invalid = ~(jnp.all(jnp.isfinite(inner.obs), axis=-1) & jnp.isfinite(inner.reward))
+        # MJX can diverge (non-finite states seen on inverted_double_pendulum; huge finite ones
+        # on other models): such a step ends its episode as terminal with reward 0 and a zero
+        # observation, so nothing diverged reaches the replay buffer or a return, and the env
+        # is reset.
+        def healthy(x):
+            return jnp.isfinite(x) & (jnp.abs(x) <= self.divergence_bound)
+
+        invalid = ~(jnp.all(healthy(inner.obs), axis=-1) & healthy(inner.reward))
         next_obs = jnp.where(invalid[:, None], 0.0, inner.obs)
         reward = jnp.where(invalid, 0.0, inner.reward)
         episode_step = state.episode_step + 1

@@ -1,4 +1,5 @@
-"""The command line of ``python -m qvpo_mjx.train``: flags -> a resolved run -> :func:`train`.
+"""The command line (``python -m qvpo_mjx.train``, ``python -m qvpo_mjx``, ``qvpo-train``):
+flags -> a resolved run -> :func:`qvpo_mjx.driver.train`.
 
 Every ``QVPOConfig`` field is a flag named after it; presets (:mod:`qvpo_mjx.presets`) give the
 defaults. Bad input is one ``error:`` line and exit code 2, before anything compiles or is written.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ import numpy as np
 
 from qvpo_mjx import rundir
 from qvpo_mjx.config import QVPOConfig
-from qvpo_mjx.presets import PRESETS, preset_config
+from qvpo_mjx.presets import PRESETS, preset_values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write every curve column as TensorBoard scalars under "
                      "OUT/tensorboard (needs tensorboardX); curve.npz stays the record")
     run.add_argument("--no-progress", action="store_true", help="no progress line")
-    run.add_argument("--compile-cache", default=str(Path.home() / ".cache" / "qvpo-mjx" / "xla"),
+    run.add_argument("--compile-cache", default=os.environ.get(
+                         "JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "qvpo-mjx" / "xla")),
                      help="persistent XLA compilation cache ('none' to disable): a repeated run "
-                     "loads its compiled chunk instead of compiling it again")
+                     "loads its compiled chunk instead of compiling it again (default: "
+                     "$JAX_COMPILATION_CACHE_DIR, else ~/.cache/qvpo-mjx/xla)")
     run.add_argument("--distributed", action="store_true",
                      help="several hosts: call jax.distributed.initialize() first (cluster read "
                      "from SLURM / Open MPI / TPU, or from the three flags below)")
@@ -79,19 +83,21 @@ def config_flags(args: argparse.Namespace) -> dict[str, Any]:
             if getattr(args, f.name) is not None}
 
 
-def resolve(args: argparse.Namespace) -> tuple[QVPOConfig, str, str, dict[str, Any]]:
-    """(config, env, preset name, env options) from parsed flags; ValueError on bad input."""
+def resolve(args: argparse.Namespace) -> tuple[QVPOConfig, str, str, dict[str, Any], str]:
+    """(config, env, preset name, env options, what N implied) from parsed flags; ValueError on
+    bad input."""
     import jax
 
     import envs
 
     preset = args.preset or ("gpu" if jax.default_backend() == "gpu" else "cpu")
-    config = preset_config(preset, config_flags(args))
+    values, implied = preset_values(preset, config_flags(args))
+    config = QVPOConfig.from_dict(values)
     env = args.env or PRESETS[preset]["env"]
     envs.spec(env)
     env_options = {k: getattr(args, k) for k in ("iterations", "ls_iterations")
                    if getattr(args, k) is not None}
-    return config, env, preset, env_options
+    return config, env, preset, env_options, implied
 
 
 def resolve_resume(args: argparse.Namespace, out: Path):
@@ -123,7 +129,7 @@ def resolve_resume(args: argparse.Namespace, out: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qvpo_mjx.train import NonFiniteError, train
+    from qvpo_mjx.driver import NonFiniteError, train
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -140,12 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             out = Path(args.resume)
             config, env, seed, env_options, preset = resolve_resume(args, out)
+            implied = ""
         else:
-            config, env, preset, env_options = resolve(args)
+            config, env, preset, env_options, implied = resolve(args)
             seed = args.seed
             out = Path(args.out) if args.out else Path("runs") / (
                 f"{env}__{preset}__s{seed}__{time.strftime('%Y%m%d-%H%M%S')}")
-        config, notes = config.fit_to_devices(config.num_devices or len(jax.devices()))
         minutes = args.checkpoint_every
         if minutes is None:
             minutes = PRESETS.get(preset or "", {}).get("checkpoint_minutes", 0.0)
@@ -158,20 +164,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.compile_cache.lower() != "none":
         jax.config.update("jax_compilation_cache_dir", args.compile_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    chunk = math.ceil(config.eval_interval / config.num_envs) * config.num_envs
-    real_total = max(1, math.ceil(config.total_steps / chunk)) * chunk
-    total = (f"{config.total_steps:,} steps" if real_total == config.total_steps else
-             f"{real_total:,} steps (total_steps {config.total_steps:,} rounded up to whole "
-             f"evaluation intervals of {chunk:,})")
-    print(f"qvpo-mjx: env {env}, preset {preset}, {config.num_envs} envs, {total}, seed {seed}, "
-          f"{config.num_devices} device(s)" + "".join(f"; {n}" for n in notes)
-          + f"; checkpoints {'every chunk' if minutes == 0 else f'every {minutes:g} min'} "
-          f"-> {out}", file=sys.stderr)
+    def announce(trainer) -> None:
+        """The run's first line: what it will do, from the settings the trainer resolved."""
+        cfg = trainer.config
+        real, chunk = cfg.run_env_steps, cfg.chunk_env_steps
+        total = (f"{cfg.total_steps:,} steps" if real == cfg.total_steps else
+                 f"{real:,} steps (total_steps {cfg.total_steps:,} rounded up to whole "
+                 f"evaluation intervals of {chunk:,})")
+        print(f"qvpo-mjx: env {env}, preset {preset}, {cfg.num_envs} envs, {total}, seed {seed}, "
+              f"{cfg.num_devices} device(s)"
+              + "".join(f"; {n}" for n in ([implied] if implied else []) + trainer.fit_notes)
+              + f"; checkpoints {'every chunk' if minutes == 0 else f'every {minutes:g} min'} "
+              f"-> {out}", file=sys.stderr)
+
     try:
         rows = train(config, env, seed, out, env_options=env_options,
                      resume=bool(args.resume), overwrite=args.overwrite,
                      progress=not args.no_progress, checkpoint_minutes=minutes,
-                     tensorboard=args.tensorboard,
+                     tensorboard=args.tensorboard, on_start=announce,
                      extra_meta={"preset": preset})
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -192,7 +202,3 @@ def main(argv: list[str] | None = None) -> int:
               f"last eval return {np.mean(last):.2f}, best {np.mean(best):.2f}{over}; "
               f"curve in {out / rundir.CURVE_FILE}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

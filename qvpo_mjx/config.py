@@ -9,7 +9,8 @@ Fields come in two kinds, recorded in each field's metadata:
   change recompiles;
 * ``traced`` fields (learning rates, gamma, tau, entropy weights, ...) travel inside the agent state
   as float32 arrays (:func:`QVPOConfig.hyperparams`), so one compiled ``update`` serves every value
-  and a sweep can ``vmap`` over them.
+  and a sweep can ``vmap`` over them; the agent's static part (``agent.AgentStructure``) holds
+  structural fields only.
 """
 
 from __future__ import annotations
@@ -105,6 +106,12 @@ class QVPOConfig:
     eval_interval: int = _field(10_000, "Transitions between evaluations.")
     num_eval_envs: int = _field(10, "Evaluation episodes, run in parallel.")
     episode_length: int = _field(1000, "Time limit of an episode (truncation, not termination).")
+    divergence_bound: float = _field(
+        1e6, "Physics that runs away: a step whose observation or reward has an entry above this "
+        "in absolute value (or a non-finite one) ends its episode as terminal with reward 0, is "
+        "counted in nonfinite_steps and never reaches the replay buffer's observations. Far above "
+        "the largest entry of any registered task's healthy states "
+        "(benchmarks/results/state_bounds.json); inf turns the bound off (non-finite only).")
 
     # --- options beyond the reference (off by default; docs/algorithm.md) ------------------
     critic_hidden_size: int = _field(
@@ -194,6 +201,46 @@ class QVPOConfig:
         if self.replay_size < self.num_envs:
             raise ValueError(f"replay_size ({self.replay_size}) must hold at least one vector "
                              f"step of num_envs ({self.num_envs}) transitions")
+        if not (isinstance(self.divergence_bound, (int, float))
+                and not isinstance(self.divergence_bound, bool)
+                and self.divergence_bound > 0):  # inf allowed: no bound but finiteness
+            raise ValueError(f"divergence_bound must be a positive number (inf: none), got "
+                             f"{self.divergence_bound!r}")
+        if self.batch_size > self.first_update_rows:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) exceeds the {self.first_update_rows} transitions "
+                f"the replay buffer holds at the first update (start_steps {self.start_steps}, "
+                f"num_envs {self.num_envs}, replay_size {self.replay_size}); raise start_steps or "
+                f"lower batch_size")
+
+    # ------------------------------------------------------------------------------------
+    # Sizes derived from the fields, computed here only. "env steps" are environment
+    # transitions (N per vector step); "vector steps" step all N envs once.
+    @property
+    def first_update_rows(self) -> int:
+        """Transitions in the replay buffer when the first update runs (the vector step that
+        takes the count of env steps to start_steps or past it)."""
+        return min(self.replay_size,
+                   max(1, math.ceil(self.start_steps / self.num_envs)) * self.num_envs)
+
+    @property
+    def chunk_vector_steps(self) -> int:
+        """Vector steps per chunk: one evaluation interval, rounded up to whole vector steps."""
+        return max(1, math.ceil(self.eval_interval / self.num_envs))
+
+    @property
+    def chunk_env_steps(self) -> int:
+        return self.chunk_vector_steps * self.num_envs
+
+    @property
+    def num_chunks(self) -> int:
+        """Chunks (evaluations) of the run: total_steps rounded up to whole chunks."""
+        return max(1, math.ceil(self.total_steps / self.chunk_env_steps))
+
+    @property
+    def run_env_steps(self) -> int:
+        """Env steps the run really takes (whole chunks): total_steps, or more."""
+        return self.num_chunks * self.chunk_env_steps
 
     def check_divisible(self, num_devices: int) -> None:
         """Each of ``num_devices`` devices steps an equal share of the envs and samples an equal
@@ -246,15 +293,6 @@ class QVPOConfig:
     def hyperparams(self) -> dict[str, float]:
         """The traced fields as a ``{name: float}`` dict; ``agent.init`` turns it into arrays."""
         return {name: float(getattr(self, name)) for name in self.traced_fields()}
-
-    def structure(self) -> "QVPOConfig":
-        """This config with every traced field at its default.
-
-        Compiled functions key on this view, so two configs that differ only in traced values
-        share one compilation.
-        """
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.metadata["traced"]}
-        return dataclasses.replace(self, **defaults)
 
     def replace(self, **changes: Any) -> "QVPOConfig":
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})

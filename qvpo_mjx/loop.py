@@ -2,7 +2,7 @@
 
 ``Trainer(config, env_name)`` holds only static settings. ``trainer.init(key)`` builds the whole
 state; ``trainer.run_chunk(state)`` is one pure function (jit it with the state donated) that runs
-``chunk_steps`` vector steps and then an evaluation, and returns the state and a dict of scalars,
+``config.chunk_vector_steps`` vector steps and then an evaluation, and returns the state and a dict of scalars,
 the only thing the host sees per chunk.
 
 Scale-out is JAX's own: ``trainer.init_seeds(seeds)`` and ``trainer.compile_chunk(num_seeds)``
@@ -17,7 +17,6 @@ buffer rows are split along their leading axis, so a checkpoint reads the same e
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Sequence
 
 import jax
@@ -27,13 +26,13 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import envs
-from qvpo_mjx import agent, replay
+from qvpo_mjx import agent, parallel, replay
 from qvpo_mjx.config import QVPOConfig
 
 
 @struct.dataclass
 class TrainState:
-    agent: agent.AgentState  # holds the run's counters of env transitions and critic updates
+    agent: agent.AgentState  # holds the run's counters of env steps, critic and actor updates
     replay: replay.ReplayBuffer
     env: envs.EnvState
     key: jax.Array
@@ -48,11 +47,7 @@ class TrainState:
 
 
 # What the in-jit numerical guard watches, in the order of TrainState.fault.
-FAULT_NAMES = ("loss/critic", "loss/actor", "q/mean", "q/target", "parameters")
-# The metrics of agent.critic_update; every other update metric is the actor's.
-CRITIC_METRICS = ("loss/critic", "q/mean", "q/target", "grad_norm/critic")
-# The behaviour policy's, per vector step that acted with it (not in warm-up).
-ACT_METRICS = ("explore/behavior_spread", "explore/at_bounds")
+FAULT_NAMES = ("critic/loss", "actor/loss", "critic/q_mean", "critic/q_target", "parameters")
 
 DEVICE_AXIS = "devices"  # the mesh axis that splits envs, buffer rows and batches
 SEED_AXIS = "seeds"  # the vmap axis of S seeds trained in one program
@@ -74,41 +69,22 @@ class Trainer:
                 f"num_devices ({D}) exceeds the {len(available)} {available[0].platform} "
                 f"device(s) JAX sees; on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count"
                 f"={D} makes {D}")
-        config, self.fit_notes = config.fit_to_devices(D)
-        self.config = config
+        # The one place a config meets the devices: "all" becomes a number, sizes that must
+        # split are checked, and the rounded ones are noted (the run's first line shows them).
+        self.config, self.fit_notes = config.fit_to_devices(D)
+        config = self.config
         self.num_devices = D
         self.devices = available[:D]
         self.mesh = Mesh(np.array(self.devices), (DEVICE_AXIS,))
         self.axis_name = DEVICE_AXIS if D > 1 else None
-        first_update_rows = min(config.replay_size,
-                                max(1, math.ceil(config.start_steps / config.num_envs))
-                                * config.num_envs)
-        if config.batch_size > first_update_rows:
-            raise ValueError(
-                f"batch_size ({config.batch_size}) exceeds the {first_update_rows} transitions the "
-                f"replay buffer holds at the first update (start_steps {config.start_steps}, "
-                f"num_envs {config.num_envs}, replay_size {config.replay_size}); raise "
-                f"start_steps or lower batch_size")
         self.env = envs.make(env_name, **self.env_options)
         # What one device runs: its share of the envs (all of them on one device).
-        self.vec = envs.VecEnv(self.env, config.num_envs // D, config.episode_length)
-        self.eval_vec = envs.VecEnv(self.env, config.num_eval_envs // D, config.episode_length)
-        self.all_envs = envs.VecEnv(self.env, config.num_envs, config.episode_length)
+        bound = config.divergence_bound
+        self.vec = envs.VecEnv(self.env, config.num_envs // D, config.episode_length, bound)
+        self.eval_vec = envs.VecEnv(self.env, config.num_eval_envs // D, config.episode_length,
+                                    bound)
+        self.all_envs = envs.VecEnv(self.env, config.num_envs, config.episode_length, bound)
         self._init_fns: dict[int, Any] = {}
-
-    # sizes ------------------------------------------------------------------------------
-    @property
-    def chunk_steps(self) -> int:
-        """Vector steps per chunk: one evaluation interval, rounded up to whole vector steps."""
-        return max(1, math.ceil(self.config.eval_interval / self.config.num_envs))
-
-    @property
-    def chunk_env_steps(self) -> int:
-        return self.chunk_steps * self.config.num_envs
-
-    @property
-    def num_chunks(self) -> int:
-        return max(1, math.ceil(self.config.total_steps / self.chunk_env_steps))
 
     # state ------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> TrainState:
@@ -186,12 +162,6 @@ class Trainer:
             return key
         return jax.random.fold_in(key, jax.lax.axis_index(self.axis_name))
 
-    def _pmean(self, tree):
-        return tree if self.axis_name is None else jax.lax.pmean(tree, self.axis_name)
-
-    def _psum(self, tree):
-        return tree if self.axis_name is None else jax.lax.psum(tree, self.axis_name)
-
     @staticmethod
     def _shared(x: jax.Array, seed_axis: str | None) -> jax.Array:
         """A counter that every seed holds equal (all seeds step in lock-step) as one unbatched
@@ -203,9 +173,9 @@ class Trainer:
     def vector_step(self, state: TrainState, seed_axis: str | None = None
                     ) -> tuple[TrainState, dict[str, jax.Array]]:
         """Act on all N envs, step the physics, store N transitions, then (after warm-up)
-        ``updates_per_step`` critic updates on batches sampled once for all of them, the actor
-        taking every ``critic_updates_per_actor``-th. ``seed_axis``: the vmap axis when S
-        seeds run as one program."""
+        ``updates_per_step`` critic updates, the actor taking every
+        ``critic_updates_per_actor``-th (:func:`agent.scheduled_updates`). ``seed_axis``: the
+        vmap axis when S seeds run as one program."""
         cfg, N = self.config, self.config.num_envs
         key, k_act, k_sample, k_update = jax.random.split(state.key, 4)
         k_act, k_sample, k_update = (self._device_key(k) for k in (k_act, k_sample, k_update))
@@ -216,10 +186,14 @@ class Trainer:
         def uniform():
             action = jax.random.uniform(k_act, (self.vec.num_envs, self.vec.action_size),
                                         minval=-1.0, maxval=1.0)
-            return action, {k: jnp.zeros(()) for k in ACT_METRICS}
+            return action, behavior_zeros
 
-        action, act_metrics = jax.lax.cond(
-            warming_up, uniform, lambda: agent.act_with_stats(state.agent, obs, k_act))
+        def behave():
+            return agent.act_with_stats(state.agent, obs, k_act)
+
+        behavior_zeros = jax.tree.map(lambda v: jnp.zeros(v.shape, v.dtype),
+                                      jax.eval_shape(behave)[1])
+        action, act_metrics = jax.lax.cond(warming_up, uniform, behave)
         env_state = state.env
         if self.axis_name is not None:
             # The env key is replicated; each device resets its envs with a key of its own.
@@ -245,10 +219,11 @@ class Trainer:
             updating, do_updates, lambda a: (a, zeros), agent_state)
         step_metrics = {**metrics, "updated": updating.astype(jnp.float32),
                         "acted": 1.0 - warming_up.astype(jnp.float32),
-                        "acting": self._pmean(act_metrics),
-                        **self._psum({"episodes": jnp.sum(result.done),
-                                      "nonfinite_steps": jnp.sum(result.invalid),
-                                      "episode_return_sum": jnp.sum(result.episode_return)})}
+                        "behavior": parallel.pmean(act_metrics, self.axis_name),
+                        **parallel.psum({"episodes": jnp.sum(result.done),
+                                         "nonfinite_steps": jnp.sum(result.invalid),
+                                         "episode_return_sum": jnp.sum(result.episode_return)},
+                                        self.axis_name)}
         fault = self._first_fault({**metrics["critic"], **metrics["actor"]}, agent_state)
         keep = state.fault > 0
         new_state = state.replace(agent=agent_state, replay=buffer, env=env_state, key=key,
@@ -261,69 +236,33 @@ class Trainer:
                  k_sample: jax.Array, k_update: jax.Array, seed_axis: str | None):
         """The updates of one vector step. Returns the agent and {"critic": metrics averaged
         over this step's critic updates, "actor": over its actor updates (0 if none),
-        "actor_updates": how many there were}."""
+        "actor_updates": how many there were}: each update metric is named under its part."""
         cfg = self.config
-        U, delay = cfg.updates_per_step, cfg.critic_updates_per_actor
-        B = cfg.batch_size // self.num_devices
+        U, B = cfg.updates_per_step, cfg.batch_size // self.num_devices
         k_critic_rows, k_actor_rows = jax.random.split(k_sample)
+        # Indices up front, transitions gathered inside the update scan: one batch at a time
+        # is held, not all U of a vector step (at N = 4096 those were gigabytes).
+        critic_rows = replay.sample_rows(buffer, k_critic_rows, (U, B))
+        # The actor's states are a batch of their own, as in the reference (it samples the
+        # buffer again); only their obs rows are gathered.
+        actor_batches = U // cfg.critic_updates_per_actor if U % cfg.critic_updates_per_actor \
+            == 0 else U
+        actor_rows = replay.sample_rows(buffer, k_actor_rows, (actor_batches, B))
         if cfg.n_step == 1:
-            batches = replay.sample(buffer, k_critic_rows, (U, B))
+            def critic_batch(i):
+                return replay.gather(buffer, critic_rows[i])
         else:
-            batches = replay.sample_n_step(buffer, k_critic_rows, (U, B), cfg.n_step,
-                                           agent_state.hparams["gamma"], self.vec.num_envs)
+            def critic_batch(i):
+                return replay.n_step_rows(buffer, critic_rows[i], cfg.n_step,
+                                          agent_state.hparams["gamma"], self.vec.num_envs)
 
-        def actor_states(n):
-            # The actor's states are a batch of their own, as in the reference (it samples the
-            # buffer again); only their obs rows are gathered.
-            return replay.sample(buffer, k_actor_rows, (n, B)).obs
-
-        if U % delay == 0:
-            # Whole groups in every vector step: a fixed schedule, no branch.
-            groups = U // delay
-            if delay == 1:  # the reference: critic and actor every update
-                fn = agent.update
-            else:  # groups of `delay` critic updates, then one actor update
-                fn = agent.delayed_update
-                batches = jax.tree.map(lambda x: x.reshape(groups, delay, *x.shape[1:]),
-                                       batches)
-            def group(a, xs):
-                batch, obs, key = xs
-                return fn(a, batch, key, axis_name=self.axis_name, actor_obs=obs)
-
-            agent_state, metrics = jax.lax.scan(
-                group, agent_state,
-                (batches, actor_states(groups), jax.random.split(k_update, groups)))
-            metrics = jax.tree.map(jnp.mean, metrics)
-            actor_updates = jnp.float32(groups)
-        else:
-            # The actor's turn falls on different critic updates in different vector steps:
-            # decide it per update from the run's critic-update count.
-            no_actor = jax.tree.map(
-                lambda v: jnp.zeros(v.shape, v.dtype),
-                jax.eval_shape(lambda a, o, k: agent.actor_step(a, o, k)[1], agent_state,
-                               batches.obs[0], k_update))
-
-            def body(a, xs):
-                batch, obs, key = xs
-                k_critic, k_actor = jax.random.split(key)
-                a, critic_metrics = agent.critic_step(a, batch, k_critic, self.axis_name)
-                turn = self._shared(a.step, seed_axis) % delay == 0
-                a, actor_metrics = jax.lax.cond(
-                    turn, lambda a: agent.actor_step(a, obs, k_actor, self.axis_name),
-                    lambda a: (a, no_actor), a)
-                return a, (critic_metrics, actor_metrics, turn.astype(jnp.float32))
-
-            agent_state, (critic_m, actor_m, turns) = jax.lax.scan(
-                body, agent_state, (batches, actor_states(U), jax.random.split(k_update, U)))
-            actor_updates = jnp.sum(turns)
-            metrics = {**jax.tree.map(jnp.mean, critic_m),
-                       **jax.tree.map(lambda v: jnp.sum(v * turns)
-                                      / jnp.maximum(actor_updates, 1.0), actor_m)}
-        metrics = self._pmean(metrics)
-        return agent_state, {
-            "critic": {k: v for k, v in metrics.items() if k in CRITIC_METRICS},
-            "actor": {k: v for k, v in metrics.items() if k not in CRITIC_METRICS},
-            "actor_updates": actor_updates}
+        agent_state, metrics, actor_updates = agent.scheduled_updates(
+            agent_state, critic_batch, lambda j: buffer.data.obs[actor_rows[j]], U, k_update,
+            cfg.critic_updates_per_actor, self.axis_name,
+            shared=lambda x: self._shared(x, seed_axis))
+        metrics = parallel.pmean(metrics, self.axis_name)
+        return agent_state, {"critic": _part(metrics, "critic"), "actor": _part(metrics, "actor"),
+                             "actor_updates": actor_updates}
 
     @staticmethod
     def _first_fault(metrics: dict[str, jax.Array], agent_state: agent.AgentState) -> jax.Array:
@@ -358,14 +297,15 @@ class Trainer:
 
     def run_chunk(self, state: TrainState, seed_axis: str | None = None
                   ) -> tuple[TrainState, dict[str, jax.Array]]:
-        """``chunk_steps`` vector steps, then one evaluation. Returns scalar metrics:
-        ``env_steps``, ``eval_return_mean`` / ``_std``, ``train_return_mean`` (episodes finished
-        in the chunk; NaN if none), ``updates`` (critic updates so far) and the update metrics
-        averaged over the updates of the chunk (critic ones over the vector steps that updated,
-        actor ones over the actor updates; NaN where there were none), and the behaviour
-        policy's exploration metrics over the vector steps that acted with it."""
+        """``config.chunk_vector_steps`` vector steps, then one evaluation. Returns scalar
+        metrics: ``env_steps``, ``eval_return_mean`` / ``_std``, ``train_return_mean`` (episodes
+        finished in the chunk; NaN if none), ``critic_updates`` and ``actor_updates`` (so far),
+        the update metrics averaged over the updates of the chunk (``critic/...`` over the
+        vector steps that updated, ``actor/...`` over the actor updates; NaN where there were
+        none), and the behaviour policy's (``behavior/...``) over the vector steps that acted
+        with it."""
         state, per_step = jax.lax.scan(lambda s, _: self.vector_step(s, seed_axis), state, None,
-                                       length=self.chunk_steps)
+                                       length=self.config.chunk_vector_steps)
         key, k_eval = jax.random.split(state.key)
         eval_mean, eval_std = self.evaluate(state.agent, k_eval)
         episodes = jnp.sum(per_step["episodes"])
@@ -380,11 +320,17 @@ class Trainer:
         metrics = {**{k: weighted_mean(v, updated) for k, v in per_step["critic"].items()},
                    **{k: weighted_mean(v, actor_weight) for k, v in per_step["actor"].items()},
                    **{k: weighted_mean(v, per_step["acted"])
-                      for k, v in per_step["acting"].items()}}
+                      for k, v in per_step["behavior"].items()}}
         metrics.update(
             env_steps=state.env_steps, eval_return_mean=eval_mean, eval_return_std=eval_std,
             train_return_mean=jnp.where(episodes > 0, return_sum / jnp.maximum(episodes, 1),
                                         jnp.nan),
-            updates=state.agent.step, nonfinite_steps=jnp.sum(per_step["nonfinite_steps"]),
+            critic_updates=state.agent.critic_updates, actor_updates=state.agent.actor_updates,
+            nonfinite_steps=jnp.sum(per_step["nonfinite_steps"]),
             fault=state.fault, fault_step=state.fault_step)
         return state.replace(key=key, chunks=state.chunks + 1), metrics
+
+
+def _part(metrics: dict[str, jax.Array], part: str) -> dict[str, jax.Array]:
+    """The metrics named under ``part/``."""
+    return {k: v for k, v in metrics.items() if k.startswith(part + "/")}

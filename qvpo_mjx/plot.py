@@ -7,10 +7,11 @@ aside) are one line: their mean, with a band from min to max across them (or +- 
 fields in which they differ (``batch_size=1024``). A run of ``--num-seeds S`` counts as S runs:
 its per-seed columns have shape (chunks, S). ``--metric`` plots any column of the curve instead
 of the evaluation return; several metrics give one panel each (``--metric eval_return_mean
-explore_behavior_spread explore_at_bounds``: has the policy collapsed?). ``--x updates`` puts the run's sequential gradient updates (critic
-updates plus actor updates, one after another) on the x axis: on a GPU, where a wide update costs
-about what a narrow one does, that is what a user waits for (QVPO runs only: it reads the curve's
-``updates`` column and the config's ``critic_updates_per_actor``).
+behavior_spread behavior_at_bounds``: has the policy collapsed?). ``--x updates`` puts the
+run's sequential gradient updates (critic updates plus actor updates, one after another) on the
+x axis: on a GPU, where a wide update costs
+about what a narrow one does, that is what a user waits for (QVPO runs only: the curve's
+``critic_updates`` and ``actor_updates`` columns).
 """
 
 from __future__ import annotations
@@ -80,18 +81,29 @@ def load_runs(run_dir: str | Path, metric: str = DEFAULT_METRIC) -> list[dict]:
     label = label_of(meta, curve_path.parent.name)
     runs = [{"label": label, "meta": {**meta, "seed": s}, "x": dict(x), "y": y[:, i]}
             for i, s in enumerate(seeds)]
-    if "updates" in arrays:
-        critic = arrays["updates"] if arrays["updates"].ndim == 2 else arrays["updates"][:, None]
+    updates = sequential_updates(arrays, meta.get("config", {}))
+    if updates is not None:
         for i, run in enumerate(runs):
-            run["x"]["updates"] = sequential_updates(critic[:, min(i, critic.shape[1] - 1)],
-                                                     meta.get("config", {}))
+            run["x"]["updates"] = updates[:, min(i, updates.shape[1] - 1)]
     return runs
 
 
-def sequential_updates(critic_updates: np.ndarray, config: dict) -> np.ndarray:
-    """Critic updates so far -> critic plus actor updates so far: the actor takes every
-    ``critic_updates_per_actor``-th critic update, counted over the whole run."""
-    return critic_updates + np.floor(critic_updates / config.get("critic_updates_per_actor", 1))
+def sequential_updates(curve: dict, config: dict) -> np.ndarray | None:
+    """A QVPO curve's critic plus actor updates so far, (rows, S): the sum of its
+    ``critic_updates`` and ``actor_updates`` columns. Curves written before those columns had
+    one ``updates`` column of critic updates; their actor updates are derived (the actor took
+    every ``critic_updates_per_actor``-th critic update, counted over the run). None for a
+    curve with neither (a peer's)."""
+    def columns(x):
+        x = np.asarray(x, np.float64)
+        return x if x.ndim == 2 else x[:, None]
+
+    if "critic_updates" in curve:
+        return columns(curve["critic_updates"]) + columns(curve["actor_updates"])
+    if "updates" in curve:
+        critic = columns(curve["updates"])
+        return critic + np.floor(critic / config.get("critic_updates_per_actor", 1))
+    return None
 
 
 def label_of(meta: dict, fallback: str) -> str:
@@ -255,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--band", choices=["minmax", "std"], default="minmax",
                         help="spread shown across runs of one label")
     parser.add_argument("--metric", nargs="+", default=[DEFAULT_METRIC],
-                        help="curve column(s) on the y axis (e.g. loss_critic, q_mean, "
-                        "explore_train_spread); several give one panel each; default: the "
+                        help="curve column(s) on the y axis (e.g. critic_loss, critic_q_mean, "
+                        "actor_train_spread); several give one panel each; default: the "
                         "evaluation return")
     parser.add_argument("--title", default=None)
     parser.add_argument("--log-x", action="store_true", help="logarithmic x axis")

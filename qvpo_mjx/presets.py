@@ -1,7 +1,9 @@
 """Named settings of a run: config overrides, a default env and a checkpoint interval.
 
-Flags override presets. A preset with an ``update_to_data`` ratio derives ``updates_per_step``
-from ``num_envs`` (:func:`preset_config`), so ``--num-envs`` alone keeps the ratio.
+Flags override presets. What ``--num-envs`` implies comes between the two (:func:`implied`): a
+preset with an ``update_to_data`` ratio derives ``updates_per_step`` from ``num_envs``, and
+``cpu`` derives its regime, batch and env-step budget from it (the study behind it:
+benchmarks/README.md, "Any N").
 """
 
 from __future__ import annotations
@@ -64,17 +66,73 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# How the cpu preset follows --num-envs (issue 24's study, benchmarks/README.md "Any N"). Below
+# CPU_WIDE_FROM envs it keeps its 8 updates of batch 128 per vector step. From there on a
+# vector step brings so many transitions that the narrow regime spends nearly all its time in
+# updates that each see few of them; the preset turns to the wide regime: CPU_WIDE's 4 critic
+# updates of batch 1,024 per vector step, the actor every second one, observation
+# normalisation, 3-step returns and LayerNorm critics. Whatever N, the run gets at least
+# CPU_VECTOR_STEPS vector steps (env steps are what a large N has plenty of) and an evaluation
+# every CPU_EVAL_VECTOR_STEPS of them (an evaluation costs 1,000 steps of the eval envs, which
+# would dominate a chunk of a single vector step).
+CPU_WIDE_FROM = 256
+CPU_WIDE = {"updates_per_step": 4, "batch_size": 1024, "critic_updates_per_actor": 2,
+            **WIDE_OPTIONS}
+CPU_VECTOR_STEPS = 400
+CPU_EVAL_VECTOR_STEPS = 10
+
+
+def implied(name: str, num_envs: int) -> tuple[dict[str, Any], str]:
+    """(config values, why) that ``num_envs`` implies for preset ``name``: flags override them.
+    ``why`` is the clause the run's first line prints ("" where N implies nothing)."""
+    preset = PRESETS[name]
+    ratio = preset.get("update_to_data")
+    if ratio is not None:
+        ups = max(1, int(ratio * num_envs + 0.5))
+        return {"updates_per_step": ups}, (f"N = {num_envs} implies {ups} critic updates per "
+                                           f"vector step ({ratio:g} per env step)")
+    if name != "cpu":
+        return {}, ""
+    base = preset["config"]
+    total = max(base["total_steps"], CPU_VECTOR_STEPS * num_envs)
+    values = {"total_steps": total,
+              "eval_interval": max(base["eval_interval"], CPU_EVAL_VECTOR_STEPS * num_envs),
+              "replay_size": max(base["replay_size"], min(total, 1_000_000))}
+    if num_envs < CPU_WIDE_FROM:
+        if total == base["total_steps"]:
+            return {}, ""
+        return values, (f"N = {num_envs} implies {total:,} env steps ({CPU_VECTOR_STEPS} vector "
+                        f"steps)")
+    values.update(CPU_WIDE, start_steps=max(base["start_steps"], num_envs, CPU_WIDE["batch_size"]))
+    return values, (f"N = {num_envs} >= {CPU_WIDE_FROM} implies the wide regime: "
+                    f"{CPU_WIDE['updates_per_step']} critic updates of batch "
+                    f"{CPU_WIDE['batch_size']} per vector step, the actor every "
+                    f"{CPU_WIDE['critic_updates_per_actor']}nd, obs normalisation, "
+                    f"{WIDE_OPTIONS['n_step']}-step returns, LayerNorm critics, "
+                    f"{total:,} env steps ({CPU_VECTOR_STEPS} vector steps)")
+
+
 def preset_config(name: str, overrides: dict[str, Any] | None = None) -> QVPOConfig:
-    """The preset's config with ``overrides`` on top. A preset with an ``update_to_data`` ratio
-    sets ``updates_per_step`` = ratio x ``num_envs`` (rounded half up, at least 1) unless
-    ``overrides`` sets it, so ``--num-envs`` alone keeps the critic updates per env step; the
-    actor's share (``critic_updates_per_actor``) is counted over the whole run, so it holds for
-    any N too."""
+    """The preset's config, with what ``num_envs`` implies (:func:`implied`) and ``overrides``
+    on top: a flag always wins over what N implies. A preset with an ``update_to_data`` ratio
+    sets ``updates_per_step`` = ratio x ``num_envs`` (rounded half up, at least 1), so
+    ``--num-envs`` alone keeps the critic updates per env step; the actor's share
+    (``critic_updates_per_actor``) is counted over the whole run, so it holds for any N too.
+    ``cpu`` follows N as :data:`CPU_WIDE_FROM` describes."""
+    return QVPOConfig.from_dict(preset_values(name, overrides)[0])
+
+
+def preset_values(name: str, overrides: dict[str, Any] | None = None
+                  ) -> tuple[dict[str, Any], str]:
+    """(config values, why): :func:`preset_config`'s values before validation, and the clause
+    saying what N implied."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
     overrides = dict(overrides or {})
-    values = {**PRESETS[name]["config"], **overrides}
-    ratio = PRESETS[name].get("update_to_data")
-    if ratio is not None and "updates_per_step" not in overrides:
-        values["updates_per_step"] = max(1, int(ratio * values.get("num_envs", 1) + 0.5))
-    return QVPOConfig.from_dict(values)
+    base = PRESETS[name]["config"]
+    num_envs = overrides.get("num_envs", base.get("num_envs", 1))
+    derived, why = implied(name, num_envs)
+    kept = {k: v for k, v in derived.items() if k not in overrides}
+    if why and len(kept) < len(derived):
+        why += f" ({', '.join(sorted(set(derived) - set(kept)))} from the flags)"
+    return {**base, **kept, **overrides}, why

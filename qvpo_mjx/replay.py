@@ -53,24 +53,29 @@ def add(buffer: ReplayBuffer, items: Transition, ends: jax.Array | None = None) 
                         size=jnp.minimum(buffer.size + n, capacity))
 
 
-def sample(buffer: ReplayBuffer, key: jax.Array, shape: tuple[int, ...]) -> Transition:
-    """Uniform with replacement over the filled rows: every field gets leading shape ``shape``."""
-    rows = jax.random.randint(key, shape, 0, jnp.maximum(buffer.size, 1))
+def sample_rows(buffer: ReplayBuffer, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Row indices uniform with replacement over the filled rows: int32 of ``shape``. Drawing
+    indices apart from gathering them lets a loop of updates gather each batch when it runs,
+    instead of holding all of them at once."""
+    return jax.random.randint(key, shape, 0, jnp.maximum(buffer.size, 1))
+
+
+def gather(buffer: ReplayBuffer, rows: jax.Array) -> Transition:
+    """The stored transitions at ``rows`` (any shape): every field gets leading shape
+    ``rows.shape``."""
     return jax.tree.map(lambda d: d[rows], buffer.data)
 
 
-def sample_n_step(buffer: ReplayBuffer, key: jax.Array, shape: tuple[int, ...], n: int,
-                  gamma: jax.Array, stride: int) -> Transition:
-    """As :func:`sample`, each row's transition extended to an n-step one (:func:`n_step_rows`)."""
-    rows = jax.random.randint(key, shape, 0, jnp.maximum(buffer.size, 1))
-    return n_step_rows(buffer, rows, n, gamma, stride)
+def sample(buffer: ReplayBuffer, key: jax.Array, shape: tuple[int, ...]) -> Transition:
+    """Uniform with replacement over the filled rows: every field gets leading shape ``shape``."""
+    return gather(buffer, sample_rows(buffer, key, shape))
 
 
 def n_step_rows(buffer: ReplayBuffer, rows: jax.Array, n: int, gamma: jax.Array,
                 stride: int) -> Transition:
     """The n-step transitions starting at ``rows`` (any shape): from the row's obs and action,
     reward = sum_k gamma^k r_k over the window, next_obs / terminated those of its last step,
-    horizon = its length.
+    reward_steps = its length.
 
     The window follows the same env (``stride`` = envs per vector step on this device: its next
     transition is ``stride`` rows on) for up to n steps, and ends early after a step that ended
@@ -97,4 +102,4 @@ def n_step_rows(buffer: ReplayBuffer, rows: jax.Array, n: int, gamma: jax.Array,
     return Transition(obs=buffer.data.obs[rows], action=buffer.data.action[rows], reward=reward,
                       next_obs=buffer.data.next_obs[last],
                       terminated=buffer.data.terminated[last],
-                      horizon=jnp.sum(taken, axis=0))
+                      reward_steps=jnp.sum(taken, axis=0))

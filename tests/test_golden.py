@@ -177,7 +177,7 @@ def test_critic_step_td_target_loss_gradient_and_adam(g, state):
     tree_close(grads, critic_params(g, "train/critic_grad"))
     close(jax.tree.reduce(lambda a, x: a + jnp.sum(x ** 2), grads, 0.0) ** 0.5,
           g["train/critic_grad_norm"])
-    params, _ = agent._step(state.critic_params, state.critic_opt_state, grads, state.hparams,
+    params, _ = agent.optimizer_step(state.critic_params, state.critic_opt_state, grads, state.hparams,
                             "critic_lr")
     tree_close(params, critic_params(g, "train/critic_after"), atol=1e-6)
 
@@ -223,14 +223,14 @@ def test_actor_step_scores_weights_stats_loss_gradient_and_adam(g, state):
     )(state.actor_params)
     close(loss, g["train/actor_loss"])
     tree_close(grads, actor_params(g, "train/actor_grad"), atol=1e-7)
-    params, _ = agent._step(state.actor_params, state.actor_opt_state, grads, state.hparams,
+    params, _ = agent.optimizer_step(state.actor_params, state.actor_opt_state, grads, state.hparams,
                             "actor_lr")
     tree_close(params, actor_params(g, "train/actor_after"), atol=1e-6)
     # Both targets take one Polyak step towards their updated networks.
     tau = state.hparams["tau"]
-    tree_close(agent._polyak(state.actor_target_params, actor_params(g, "train/actor_after"), tau),
+    tree_close(agent.polyak(state.actor_target_params, actor_params(g, "train/actor_after"), tau),
                actor_params(g, "train/actor_target_after"))
-    tree_close(agent._polyak(state.critic_target_params, critic_after, tau),
+    tree_close(agent.polyak(state.critic_target_params, critic_after, tau),
                critic_params(g, "train/critic_target_after"))
 
 

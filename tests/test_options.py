@@ -28,7 +28,7 @@ def fill(buffer, steps, stride=2):
 
 def window(buffer, rows, n=3):
     got = replay.n_step_rows(buffer, jnp.asarray(rows), n, jnp.float32(GAMMA), 2)
-    return (np.asarray(got.reward), np.asarray(got.horizon), np.asarray(got.terminated),
+    return (np.asarray(got.reward), np.asarray(got.reward_steps), np.asarray(got.terminated),
             np.asarray(got.next_obs[:, 0]))
 
 
@@ -65,7 +65,7 @@ def test_n_step_windows_never_run_past_the_newest_row_of_the_ring():
     # n = 1 is the stored transition itself.
     one = replay.n_step_rows(buf, jnp.arange(12), 1, jnp.float32(GAMMA), 2)
     np.testing.assert_array_equal(one.reward, buf.data.reward)
-    np.testing.assert_array_equal(one.horizon, np.ones(12))
+    np.testing.assert_array_equal(one.reward_steps, np.ones(12))
 
 
 def test_observation_statistics_equal_numpy_over_the_same_data():
@@ -134,8 +134,9 @@ def test_observation_count_is_exact_past_float32_and_int32():
 
 
 def test_normalisation_reaches_actor_and_critic():
-    """With obs_normalization, act and the critic see normalised observations: scaling the raw
-    observations and the statistics alike changes nothing."""
+    """With obs_normalization, every reader of observations (act, eval_act, the critic's and
+    the actor's updates) sees them normalised: scaling the raw observations and the statistics
+    alike changes nothing. Dropping the normalisation from any one of the four fails here."""
     cfg = SMALL.replace(obs_normalization=True)
     state = agent.init(jax.random.PRNGKey(0), OBS, ACT, cfg)
     raw = jax.random.normal(jax.random.PRNGKey(1), (64, OBS)) * 3.0 + 2.0
@@ -148,7 +149,18 @@ def test_normalisation_reaches_actor_and_critic():
     scaled = batch.replace(obs=batch.obs * 7.0 - 1.0, next_obs=batch.next_obs * 7.0 - 1.0)
     ma = jax.jit(agent.critic_update)(a, batch, key)[1]
     mb = jax.jit(agent.critic_update)(b, scaled, key)[1]
-    assert float(ma["loss/critic"]) == pytest.approx(float(mb["loss/critic"]), rel=1e-3)
+    assert float(ma["critic/loss"]) == pytest.approx(float(mb["critic/loss"]), rel=1e-3)
+    np.testing.assert_allclose(agent.eval_act(a, raw[:8], key),
+                               agent.eval_act(b, raw[:8] * 7.0 - 1.0, key), atol=1e-4)
+    na, ma = jax.jit(agent.actor_update)(a, raw[:16], key)
+    nb, mb = jax.jit(agent.actor_update)(b, raw[:16] * 7.0 - 1.0, key)
+    assert float(ma["actor/loss"]) == pytest.approx(float(mb["actor/loss"]), rel=1e-3)
+    assert float(ma["actor/q_candidates"]) == pytest.approx(float(mb["actor/q_candidates"]),
+                                                           rel=1e-3, abs=1e-5)
+    # The check can fail: without the statistics, the scaled observations are other inputs.
+    plain = agent.init(jax.random.PRNGKey(0), OBS, ACT, SMALL)
+    assert not np.allclose(agent.act(plain, raw[:8], key),
+                           agent.act(plain, raw[:8] * 7.0 - 1.0, key), atol=1e-4)
 
 
 def test_layer_norm_critic_of_its_own_width_learns_a_fixed_batch():

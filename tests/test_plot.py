@@ -165,7 +165,21 @@ def test_fields_an_older_run_lacks_do_not_label_lines(tmp_path):
 
 
 def test_updates_axis_counts_critic_and_actor_updates(tmp_path, capsys):
-    # 3 seeds batched in one run: the curve's `updates` (critic updates) has a seed axis.
+    # Today's curves count both: the axis is their sum, per seed.
+    new = tmp_path / "new"
+    new.mkdir()
+    steps = np.array([1000.0, 2000.0, 3000.0])
+    np.savez(new / "curve.npz", env_steps=steps, wall_time_s=steps / 10,
+             eval_return_mean=np.stack([steps, steps], 1),
+             critic_updates=np.array([[0, 0], [1000, 1000], [2001, 2001]], np.float64),
+             actor_updates=np.array([[0, 0], [333, 333], [667, 667]], np.float64))
+    (new / "config.json").write_text(json.dumps(
+        {"env": "halfcheetah", "seeds": [0, 1], "preset": "gpu",
+         "config": {"num_envs": 64, "critic_updates_per_actor": 2}}))
+    for r in plot.load_runs(new):  # the columns, not the config's ratio
+        np.testing.assert_array_equal(r["x"]["updates"], [0, 1333, 2668])
+    # Curves written before the rename: one `updates` column of critic updates, with a seed
+    # axis (3 seeds batched in one run); the actor's are derived from the config.
     run = tmp_path / "r"
     run.mkdir()
     steps = np.array([1000.0, 2000.0, 3000.0])

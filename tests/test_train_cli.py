@@ -9,7 +9,7 @@ from qvpo_mjx import checkpoint, cli, presets
 from qvpo_mjx.config import QVPOConfig
 
 TINY_FLAGS = [
-    "--env", "pendulum_swingup", "--hidden-size", "16", "--time-embed-size", "8",
+    "--env", "double_integrator", "--hidden-size", "16", "--time-embed-size", "8",
     "--diffusion-steps", "3", "--batch-size", "8", "--train-samples", "4",
     "--behavior-samples", "2", "--target-samples", "2", "--eval-samples", "2",
     "--entropy-samples", "2", "--num-envs", "4", "--updates-per-step", "1",
@@ -30,11 +30,11 @@ def test_command_writes_config_curve_and_checkpoint(tmp_path):
     out = tmp_path / "run"
     assert cli.main(TINY_FLAGS + ["--out", str(out), "--seed", "3"]) == 0
     meta = json.loads((out / "config.json").read_text())
-    assert meta["env"] == "pendulum_swingup" and meta["seed"] == 3
+    assert meta["env"] == "double_integrator" and meta["seed"] == 3
     assert meta["config"]["batch_size"] == 8 and meta["versions"]["jax"]
     with np.load(out / "curve.npz") as curve:
         for key in ("env_steps", "wall_time_s", "eval_return_mean", "eval_return_std",
-                    "loss_critic", "loss_actor", "q_mean", "entropy_weight", "train_return_mean"):
+                    "critic_loss", "actor_loss", "critic_q_mean", "actor_entropy_weight", "train_return_mean"):
             assert key in curve.files, key
         np.testing.assert_array_equal(curve["env_steps"], [16, 32, 48])
         assert np.all(np.diff(curve["wall_time_s"]) > 0)
@@ -42,7 +42,7 @@ def test_command_writes_config_curve_and_checkpoint(tmp_path):
     ckpt = checkpoint.read(out)
     # Saved by name: the state's tree, not a list of leaves.
     assert int(ckpt["chunks"]) == 3 and int(ckpt["agent/env_steps"]) == 48
-    assert ckpt["replay/data/obs"].shape == (64, 3)
+    assert ckpt["replay/data/obs"].shape == (64, 2)
     assert "agent/actor_params/params/out/kernel" in ckpt
 
 
@@ -110,11 +110,11 @@ def test_tensorboard_scalars_mirror_the_curve(tmp_path):
     scalars = read_scalars(out / "tensorboard")
     with np.load(out / "curve.npz") as d:
         curve = {k: d[k] for k in d.files}
-    for key in ("eval_return_mean", "wall_time_s", "updates"):
+    for key in ("eval_return_mean", "wall_time_s", "critic_updates", "actor_updates"):
         assert [s for s, _ in scalars[key]] == [16, 32, 48], key
         np.testing.assert_allclose([v for _, v in scalars[key]], curve[key], rtol=1e-6)
     # Losses are NaN before the first update (chunk 1 is warm-up): not written, not zero.
-    assert [s for s, _ in scalars["loss_critic"]] == [16, 32, 48][int(np.isnan(curve["loss_critic"][0])):]
+    assert [s for s, _ in scalars["critic_loss"]] == [16, 32, 48][int(np.isnan(curve["critic_loss"][0])):]
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
@@ -164,3 +164,51 @@ def test_gpu_preset_keeps_one_critic_update_per_env_step_at_any_num_envs():
     # The parsed command goes through the same rule.
     args = cli.build_parser().parse_args(["--preset", "gpu", "--num-envs", "513"])
     assert cli.resolve(args)[0].updates_per_step == 513
+
+
+def test_cpu_preset_follows_num_envs_and_flags_still_win():
+    base = presets.PRESETS["cpu"]["config"]
+    # N = 16 is the preset as it was set (it reaches 1000 on inverted_pendulum in 10k steps).
+    same = presets.preset_config("cpu")
+    assert (same.num_envs, same.updates_per_step, same.batch_size, same.total_steps) == \
+        (16, 8, 128, 20_000) and not same.obs_normalization
+    assert presets.implied("cpu", 16) == ({}, "")
+    for n in (128, 256, 1024, 4096, 8192):
+        cfg = presets.preset_config("cpu", {"num_envs": n})
+        # Every N gets at least CPU_VECTOR_STEPS vector steps and chunks of whole vector steps.
+        assert cfg.total_steps == max(base["total_steps"], presets.CPU_VECTOR_STEPS * n)
+        assert cfg.run_env_steps // n >= presets.CPU_VECTOR_STEPS
+        assert cfg.chunk_vector_steps == (presets.CPU_EVAL_VECTOR_STEPS if n >= 256 else
+                                          -(-base["eval_interval"] // n))
+        wide = n >= presets.CPU_WIDE_FROM
+        assert (cfg.updates_per_step, cfg.batch_size) == ((4, 1024) if wide else (8, 128)), n
+        assert (cfg.obs_normalization, cfg.n_step, cfg.critic_layer_norm) == \
+            ((True, 3, True) if wide else (False, 1, False)), n
+        assert cfg.critic_updates_per_actor == (2 if wide else 1)
+        assert cfg.first_update_rows >= cfg.batch_size  # a full first batch
+    # Flags win over what N implies, and the first line says which did.
+    values, why = presets.preset_values("cpu", {"num_envs": 4096, "batch_size": 256})
+    assert values["batch_size"] == 256 and values["updates_per_step"] == 4
+    assert "wide regime" in why and "batch_size from the flags" in why
+    args = cli.build_parser().parse_args(["--num-envs", "4096", "--updates-per-step", "2"])
+    cfg, _, preset, _, why = cli.resolve(args)
+    assert preset == "cpu" and cfg.updates_per_step == 2 and cfg.total_steps == 1_638_400
+    assert "N = 4096" in why
+
+
+def test_the_first_line_says_what_num_envs_implied(tmp_path, capsys, monkeypatch):
+    from qvpo_mjx import driver
+
+    def no_training(config, env, seed, out, on_start=None, **kwargs):
+        class Resolved:  # what announce reads of the trainer
+            fit_notes: list = []
+        Resolved.config = config
+        on_start(Resolved)
+        return []
+
+    monkeypatch.setattr(driver, "train", no_training)
+    assert cli.main(["--num-envs", "4096", "--out", str(tmp_path / "r")]) == 0
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith("qvpo-mjx: env inverted_pendulum, preset cpu, 4096 envs, "
+                            "1,638,400 steps"), first
+    assert "N = 4096 >= 256 implies the wide regime: 4 critic updates of batch 1024" in first

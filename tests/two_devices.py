@@ -13,7 +13,7 @@ import numpy as np
 from qvpo_mjx import cli, presets, rundir, train
 from qvpo_mjx.interrupts import ChunkInterrupts
 from qvpo_mjx.loop import Trainer
-from test_loop import TINY
+from test_loop import TINY, TINY_ENV, spy_on_batches
 from test_train_cli import TINY_FLAGS
 
 
@@ -30,7 +30,7 @@ def mechanics(tmp: Path) -> dict:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     # One seed (two seeds over two devices, vmap inside shard_map, is the CI learning test).
     cfg = TINY.replace(updates_per_step=1, num_devices=2, num_eval_envs=3)
-    trainer = Trainer(cfg, "pendulum_swingup")
+    trainer = Trainer(cfg, TINY_ENV)
     state = trainer.init_seeds([0])
     run_chunk = trainer.compile_chunk(state)
     for _ in range(3):  # warm-up, then updates: one compilation must serve them all
@@ -41,17 +41,47 @@ def mechanics(tmp: Path) -> dict:
                        np.asarray(leaf.addressable_shards[1].data))
         for leaf in jax.tree.leaves(state.agent))
     env_rows = [s.data.shape[0] for s in state.env.episode_step.addressable_shards]
-    a = train.train(cfg, "pendulum_swingup", seed=3, progress=False)
-    b = train.train(cfg, "pendulum_swingup", seed=3, progress=False)
+    a = train.train(cfg, TINY_ENV, seed=3, progress=False)
+    b = train.train(cfg, TINY_ENV, seed=3, progress=False)
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         code = cli.main(TINY_FLAGS + ["--num-envs", "3", "--out", str(tmp / "never")])
-    return {"devices": len(jax.devices()), "num_devices": trainer.num_devices,
+    options = options_on_two_devices()
+    return {**options, "devices": len(jax.devices()), "num_devices": trainer.num_devices,
             "num_eval_envs": trainer.config.num_eval_envs,
             "compilations": run_chunk._cache_size(), "replicas_equal": replicas_equal,
             "env_rows_split": env_rows, "reproducible": bool(np.array_equal(curve_table(a), curve_table(b), equal_nan=True)),
-            "finite": bool(np.all(np.isfinite(metrics["loss/critic"]))),
+            "finite": bool(np.all(np.isfinite(metrics["critic/loss"]))),
             "split_error": f"exit {code}: {err.getvalue()}"}
+
+
+def options_on_two_devices() -> dict:
+    """n-step returns and observation normalisation with the envs, buffer and batch split over
+    two devices: each device's windows follow its own envs (stride N / D), and the statistics
+    pool both devices' observations (the buffer holds every one of them: it never wrapped)."""
+    import pytest
+    cfg = TINY.replace(updates_per_step=1, num_devices=2, n_step=3, obs_normalization=True,
+                       gamma=0.5)
+    with pytest.MonkeyPatch.context() as mp:
+        spy_on_batches(mp)
+        trainer = Trainer(cfg, "tagged_counter")
+        state = trainer.init_seeds([0])
+        run_chunk = trainer.compile_chunk(state)
+        for _ in range(3):
+            state, metrics = run_chunk(state)
+    # Each device's rows are its own envs' (size counts one device's filled rows).
+    size = int(state.replay.size)
+    obs = np.concatenate([np.asarray(shard.data)[:size]
+                          for shard in state.replay.data.obs.addressable_shards])
+    stats = state.agent.obs_stats
+    return {"windows_ok": float(metrics["critic/window_ok"]),
+            "windows_long": float(metrics["critic/reward_steps"]),
+            "stats_pooled": bool(np.allclose(stats.mean, obs.mean(0), rtol=1e-5, atol=1e-5)
+                                 and np.allclose(stats.var, obs.var(0), rtol=1e-4, atol=1e-5)),
+            "stats_count": float(stats.count), "stored": len(obs),
+            "stats_replicated": all(np.array_equal(np.asarray(x.addressable_shards[0].data),
+                                                   np.asarray(x.addressable_shards[1].data))
+                                    for x in jax.tree.leaves(stats))}
 
 
 def learning(tmp: Path) -> dict:

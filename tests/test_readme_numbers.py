@@ -1,0 +1,49 @@
+"""The READMEs quote numbers from committed result files: check that they still say the same.
+
+Each test rebuilds a README table or figure from its JSON under benchmarks/results/ with the
+benchmark script's own formatting, and looks for it in the README (no training, no JAX)."""
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BENCH_README = (ROOT / "benchmarks" / "README.md").read_text()
+README = (ROOT / "README.md").read_text()
+
+
+def flat(text: str) -> str:
+    """Whitespace-insensitive: README prose wraps at 100 columns."""
+    return " ".join(text.split())
+
+
+def test_generality_suite_table_is_the_suite_json():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import suite
+    result = json.loads((RESULTS / "suite_eps05.json").read_text())
+    for line in suite.markdown_table(result, ["sac", "ppo"]).splitlines():
+        assert line in BENCH_README, line
+
+
+def test_divergence_bound_is_far_above_every_tasks_measured_maximum():
+    import envs
+    from qvpo_mjx.config import QVPOConfig
+    bounds = json.loads((RESULTS / "state_bounds.json").read_text())
+    assert bounds["divergence_bound"] == QVPOConfig().divergence_bound
+    assert bounds["machine"]["command"]  # how it was made
+    builtin = {n for n in envs.names() if envs.spec(n).family != "user"}
+    assert builtin <= set(bounds["tasks"]), builtin - set(bounds["tasks"])
+    for task, row in bounds["tasks"].items():
+        largest = max(max(b["max_abs_obs"], b["max_abs_reward"])
+                      for k, b in row.items() if k != "bound_over_largest")
+        assert largest < 1e3, (task, largest)  # README: "every registered task stays below 1e3"
+    assert "stays below 1e3" in flat(README)
+
+
+def test_cpu_preset_time_to_1000_is_the_loop_speed_json():
+    runs = json.loads((RESULTS / "loop_speed_time_to_return.json").read_text())["time_to_1000"]
+    assert all(r["reached"] for r in runs)
+    steps = " / ".join(f"{r['env_steps'] // 1000}k" for r in runs)
+    secs = " / ".join(f"{r['wall_s']:.1f}" for r in runs)
+    assert f"at {steps} env steps in {secs} s" in flat(BENCH_README)

@@ -20,19 +20,8 @@ TINY = QVPOConfig(
 TINY_ENV = "double_integrator"
 
 
-class TaggedCounter(Env):
-    """A test task whose observation says where it comes from: [tag, t], a tag drawn at
-    reset and the episode's step count; reward 1, never terminates. An n-step window of the
-    same env keeps its tag and advances t by exactly its length."""
-
-    def reset(self, rng):
-        zero = jnp.zeros((), jnp.float32)
-        obs = jnp.stack([jax.random.uniform(rng, (), minval=1.0, maxval=2.0), zero])
-        return State(pipeline_state=obs, obs=obs, reward=zero, done=zero, metrics={}, info={})
-
-    def step(self, state, action):
-        obs = state.obs + jnp.asarray([0.0, 1.0])
-        return state.replace(pipeline_state=obs, obs=obs, reward=jnp.ones((), jnp.float32))
+class PlainTask(Env):
+    """The sizes of the plain-JAX test tasks below: a 2-vector observation, one action."""
 
     @property
     def observation_size(self):
@@ -47,11 +36,26 @@ class TaggedCounter(Env):
         return "jax"
 
 
+class TaggedCounter(PlainTask):
+    """A test task whose observation says where it comes from: [tag, t], a tag drawn at
+    reset and the episode's step count; reward 1, never terminates. An n-step window of the
+    same env keeps its tag and advances t by exactly its length."""
+
+    def reset(self, rng):
+        zero = jnp.zeros((), jnp.float32)
+        obs = jnp.stack([jax.random.uniform(rng, (), minval=1.0, maxval=2.0), zero])
+        return State(pipeline_state=obs, obs=obs, reward=zero, done=zero, metrics={}, info={})
+
+    def step(self, state, action):
+        obs = state.obs + jnp.asarray([0.0, 1.0])
+        return state.replace(pipeline_state=obs, obs=obs, reward=jnp.ones((), jnp.float32))
+
+
 if "tagged_counter" not in envs.names():
     envs.register("tagged_counter", TaggedCounter, description="tests: obs [tag, step]")
 
 
-class Runaway(Env):
+class Runaway(PlainTask):
     """Dynamics that run away, in plain JAX (an MJX model with a huge gear and no damping does
     the same, but its chunk compiles for minutes on a slow CPU): obs [x, v], the velocity grows
     tenfold every step whatever the action, so it passes 1e3 in 4 steps and stays finite for
@@ -67,18 +71,6 @@ class Runaway(Env):
         v = 10.0 * v + 0.0 * action[0]
         q = jnp.stack([x + 0.01 * v, v])
         return state.replace(pipeline_state=q, obs=q, reward=v)
-
-    @property
-    def observation_size(self):
-        return 2
-
-    @property
-    def action_size(self):
-        return 1
-
-    @property
-    def backend(self):
-        return "jax"
 
 
 if "runaway" not in envs.names():

@@ -380,3 +380,77 @@ def test_non_finite_physics_ends_the_episode_without_nans():
     np.testing.assert_array_equal(r.next_obs, np.zeros((2, 2)))
     np.testing.assert_array_equal(r.episode_return, [2.0, 2.0])  # the two finite rewards
     assert bool(jnp.all(jnp.isfinite(state.obs))) and int(state.episode_step[0]) == 0
+
+
+# ---------------------------------------------------------------- physics that runs away (MJX)
+
+# A hinge with a huge gear, no damping, no gravity, no joint limit: full torque (1.5e5 N m on an
+# inertia of 0.005 kg m^2) adds 3e5 rad/s to its speed every 0.01 s step, so |qdot| passes the
+# default divergence_bound (1e6) at the 4th step (9e5, then 1.2e6) and stays finite for many more (Euler
+# integration: the speed grows linearly, the angle quadratically): the
+# huge-but-finite divergence that the divergence bound exists for, produced by MJX itself.
+RUNAWAY_HINGE_XML = """
+<mujoco model="runaway_hinge">
+  <option timestep="0.01" gravity="0 0 0"><flag contact="disable"/></option>
+  <worldbody>
+    <body name="rotor">
+      <joint name="spin" type="hinge" axis="0 0 1" damping="0"/>
+      <geom type="cylinder" size="0.1 0.05" mass="1"/>
+    </body>
+  </worldbody>
+  <actuator><motor joint="spin" gear="150000" ctrllimited="true" ctrlrange="-1 1"/></actuator>
+</mujoco>
+"""
+
+
+class RunawayHinge(envs.registry.PipelineEnv):
+    """Observation [theta, theta_dot], reward theta_dot; never terminates."""
+
+    def __init__(self, backend: str = "mjx", **kwargs: Any):
+        from brax.io import mjcf
+        super().__init__(sys=mjcf.loads(RUNAWAY_HINGE_XML), backend=backend, **kwargs)
+
+    def reset(self, rng):
+        ps = self.pipeline_init(jnp.zeros(1), jnp.zeros(1))
+        zero = jnp.zeros((), jnp.float32)
+        return envs.registry.State(ps, self._obs(ps), zero, zero, {}, {})
+
+    def step(self, state, action):
+        ps = self.pipeline_step(state.pipeline_state, action)
+        return state.replace(pipeline_state=ps, obs=self._obs(ps), reward=ps.qd[0])
+
+    @staticmethod
+    def _obs(ps):
+        return jnp.concatenate([ps.q, ps.qd])
+
+
+if "runaway_hinge" not in envs.names():
+    envs.register("runaway_hinge", RunawayHinge, description="tests: an MJX model that runs away")
+
+
+def test_mjx_physics_that_runs_away_is_caught_by_the_divergence_bound():
+    """Full torque on the runaway hinge: with the default divergence_bound (1e6) the step that first passes it
+    is invalid (terminal, reward 0, zero next observation) and the env restarts, so nothing past
+    the bound comes out; with the bound at inf (finiteness only) the same physics goes far past
+    it and stays finite, so the bound, not a NaN, is what catches it. The loop's handling of an
+    invalid step (nonfinite_steps, the buffer) is tested in test_loop on plain-JAX dynamics."""
+    from qvpo_mjx.config import QVPOConfig
+    bound, steps = QVPOConfig().divergence_bound, 30
+
+    def rollout(vec):
+        def body(state, _):
+            state, r = vec.step(state, jnp.ones((2, 1)))
+            return state, (r.next_obs, r.reward, r.terminated, r.invalid, state.obs)
+        return jax.jit(lambda k: jax.lax.scan(body, vec.reset(k), None, steps)[1])(
+            jax.random.PRNGKey(0))
+
+    obs, reward, terminated, invalid, after = (np.asarray(x) for x in rollout(envs.VecEnv(
+        envs.make("runaway_hinge"), 2, episode_length=1000, divergence_bound=bound)))
+    assert np.abs(obs).max() <= bound and np.abs(reward).max() <= bound
+    hit = invalid == 1
+    assert hit.sum() == 2 * 7  # each env ran away every 4th step: 7 times in 30, restarting between
+    assert np.all(terminated[hit] == 1) and np.all(reward[hit] == 0) and np.all(obs[hit] == 0)
+    np.testing.assert_array_equal(after[hit], 0.0)  # restarted from rest
+    loose_obs = rollout(envs.VecEnv(envs.make("runaway_hinge"), 2, episode_length=1000))[0]
+    peak = float(np.abs(np.asarray(loose_obs)).max())
+    assert peak > 5 * bound and np.isfinite(peak)

@@ -56,8 +56,9 @@ if "tagged_counter" not in envs.names():
 
 
 class Runaway(PlainTask):
-    """Dynamics that run away, in plain JAX (an MJX model with a huge gear and no damping does
-    the same, but its chunk compiles for minutes on a slow CPU): obs [x, v], the velocity grows
+    """Dynamics that run away, in plain JAX, for the loop's side of the guard (an MJX model that
+    does the same, ``runaway_hinge`` in test_envs, is checked against VecEnv alone: a training
+    chunk around it compiles for minutes on a slow CPU): obs [x, v], the velocity grows
     tenfold every step whatever the action, so it passes 1e3 in 4 steps and stays finite for
     30; reward v. The huge-but-finite divergence the divergence bound must catch."""
 

@@ -43,6 +43,19 @@ def machine_info() -> dict:
     }
 
 
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's speed today: a float32 size x size matmul in GFLOP/s (numpy, all cores).
+    The 2-core CPUs this project runs on vary 2-4x from day to day; a wall-clock figure means
+    something only beside this reading."""
+    import numpy as np
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    a @ a
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    return round(2 * size ** 3 * repeats / (time.perf_counter() - t0) / 1e9, 1)
+
+
 def write_result(path: str | os.PathLike, result: dict) -> None:
     """Write JSON atomically (temp file, then rename)."""
     path = Path(path)

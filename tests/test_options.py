@@ -149,7 +149,10 @@ def test_normalisation_reaches_actor_and_critic():
     scaled = batch.replace(obs=batch.obs * 7.0 - 1.0, next_obs=batch.next_obs * 7.0 - 1.0)
     ma = jax.jit(agent.critic_update)(a, batch, key)[1]
     mb = jax.jit(agent.critic_update)(b, scaled, key)[1]
-    assert float(ma["critic/loss"]) == pytest.approx(float(mb["critic/loss"]), rel=1e-3)
+    # The loss is mostly the rewards' (the critic starts near 0); its gradient and values are
+    # the inputs' own: those tell a critic fed raw observations apart by far more.
+    for name in ("critic/grad_norm", "critic/q_mean", "critic/loss"):
+        assert float(ma[name]) == pytest.approx(float(mb[name]), rel=1e-3, abs=1e-7), name
     np.testing.assert_allclose(agent.eval_act(a, raw[:8], key),
                                agent.eval_act(b, raw[:8] * 7.0 - 1.0, key), atol=1e-4)
     na, ma = jax.jit(agent.actor_update)(a, raw[:16], key)

@@ -47,3 +47,13 @@ def test_cpu_preset_time_to_1000_is_the_loop_speed_json():
     steps = " / ".join(f"{r['env_steps'] // 1000}k" for r in runs)
     secs = " / ".join(f"{r['wall_s']:.1f}" for r in runs)
     assert f"at {steps} env steps in {secs} s" in flat(BENCH_README)
+
+
+def test_any_n_table_is_the_any_n_json():
+    """benchmarks/README's "Any N" table: the user's command at N = 16 ... 4,096, cold."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import any_n
+    rows = json.loads((RESULTS / "any_n.json").read_text())["rows"]
+    assert {r["num_envs"] for r in rows} >= {16, 4096}
+    for line in any_n.markdown_table(rows).splitlines():
+        assert line in BENCH_README, line

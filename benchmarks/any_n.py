@@ -10,8 +10,9 @@ user's first run does. The script watches the run's curve (written after every c
 the run with Ctrl-C once an evaluation reaches ``--target`` (``--full``: let it run to its
 ``total_steps``). From the curve: the first evaluation at or above the target, its wall-clock
 (compilation included), env steps and sequential updates (critic + actor: what a user waits for
-on a GPU), and the last evaluation. Rows go to ``benchmarks/results/any_n.json`` (keyed by env,
-N and seed: a rerun replaces its rows and keeps the others), each with its command, the machine and
+on a GPU), the last evaluation, and with ``--full`` the first evaluation from which every
+later one holds the target. Rows go to ``benchmarks/results/any_n.json`` (keyed by env, N and
+seed: a rerun replaces its rows and keeps the others), each with its command, the machine and
 the day's matmul speed (``common.matmul_gflops``).
 """
 
@@ -50,6 +51,15 @@ def first_at(curve: dict[str, np.ndarray], target: float) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
+def steady_from(curve: dict[str, np.ndarray], target: float) -> int | None:
+    """Index of the first curve row from which every evaluation reaches ``target`` (None if the
+    last one does not): when a run that reached the target holds it."""
+    below = np.flatnonzero(np.asarray(curve["eval_return_mean"]).reshape(-1) < target)
+    n = len(curve["env_steps"])
+    start = int(below[-1]) + 1 if below.size else 0
+    return start if start < n else None
+
+
 def run_one(env: str, N: int, seed: int, target: float, out: Path, full: bool,
             timeout_s: float) -> dict:
     run_dir = out / env / f"N{N}_s{seed}"
@@ -85,7 +95,7 @@ def run_one(env: str, N: int, seed: int, target: float, out: Path, full: bool,
         raise RuntimeError(f"{run_dir}: no curve; output:\n{output[-3000:]}")
     config = json.loads((run_dir / "config.json").read_text())
     cfg = config.get("config", config)
-    hit = first_at(curve, target)
+    hit, steady = first_at(curve, target), steady_from(curve, target)
     updates = curve["critic_updates"] + curve["actor_updates"]
     row = {"env": env, "num_envs": N, "seed": seed, "target": target,
            "updates_per_step": cfg["updates_per_step"], "batch_size": cfg["batch_size"],
@@ -96,6 +106,10 @@ def run_one(env: str, N: int, seed: int, target: float, out: Path, full: bool,
            "env_steps_to_target": None if hit is None else int(curve["env_steps"][hit]),
            "updates_to_target": None if hit is None else int(updates[hit]),
            "last_env_steps": int(curve["env_steps"][-1]),
+           # --full runs only: from where on every evaluation held the target.
+           "env_steps_steady": None if not full or steady is None
+           else int(curve["env_steps"][steady]),
+           "updates_steady": None if not full or steady is None else int(updates[steady]),
            "last_eval_return": round(float(np.asarray(curve["eval_return_mean"])[-1]), 1),
            "process_wall_s": round(wall, 1), "matmul_gflops": gflops,
            "command": " ".join(["python", *cmd[1:]]), "machine": machine_info(),

@@ -136,7 +136,10 @@ def overrides_tag(overrides: dict) -> str:
 
 
 def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
-            seed: int = 0, overrides: dict | None = None) -> dict | None:
+            seed: int = 0, overrides: dict | None = None, summarize: bool = False
+            ) -> dict | None:
+    """Train one regime (all its seeds in one run) and return its summary row; with
+    ``summarize``, train nothing and summarise the run already saved where it would go."""
     from qvpo_mjx.config import QVPOConfig
     from qvpo_mjx.presets import PRESETS
     from qvpo_mjx.train import train
@@ -156,6 +159,8 @@ def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
     run_dir = out / env / (f"{name}_N{N}" + (f"_b{budget}" if other_budget else "")
                            + overrides_tag(overrides)
                            + (f"_s{seed}" if seed else ""))
+    if summarize:
+        return summary_row(env, name, N, seed, budget, overrides, run_dir)
     t0 = time.perf_counter()
     rows = train(cfg, env, seed=seed, out_dir=run_dir, overwrite=True, progress=False,
                  extra_meta={"algorithm": f"QVPO {name}{overrides_tag(overrides)}"
@@ -163,28 +168,40 @@ def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
                                                              else ""),
                              "preset": f"scaling-{name}"})
     wall = time.perf_counter() - t0
-    steps = np.array([r["env_steps"] for r in rows])
-    ret = np.array([np.atleast_1d(r["eval_return_mean"]) for r in rows])  # (rows, seeds)
-    half = int(np.searchsorted(steps, budget // 2))
-    row = {"env": env, "regime": name, "num_envs": N, "overrides": overrides,
-           "updates_per_step": cfg.updates_per_step,
-           "critic_updates_per_actor": cfg.critic_updates_per_actor,
-           "batch_size": cfg.batch_size, "actor_lr": cfg.actor_lr, "critic_lr": cfg.critic_lr,
-           "updates_per_env_step": cfg.updates_per_step / N,
-           "actor_updates_per_env_step": cfg.updates_per_step / cfg.critic_updates_per_actor / N,
-           "samples_per_env_step": cfg.updates_per_step * cfg.batch_size / N,
-           "sequential_updates": int(np.max(rows[-1]["critic_updates"])
-                                     + np.max(rows[-1]["actor_updates"])),
-           "seeds": seeds, "first_seed": seed, "budget": budget, "env_steps": int(steps[-1]),
-           "return_at_half": ret[min(half, len(ret) - 1)].round(1).tolist(),
-           "return_final": ret[-1].round(1).tolist(),
-           "return_auc": ret.mean(0).round(1).tolist(),  # mean over evaluations, per seed
-           "wall_s_total": round(wall, 1),
-           "wall_s_run": round(rows[-1]["wall_time_s"], 1),
-           "run_dir": str(run_dir.resolve().relative_to(HERE.parent)
-                          if run_dir.resolve().is_relative_to(HERE.parent) else run_dir)}
+    row = summary_row(env, name, N, seed, budget, overrides, run_dir)
+    row["wall_s_total"] = round(wall, 1)
     print(json.dumps(row), flush=True)
     return row
+
+
+def summary_row(env: str, name: str, N: int, seed: int, budget: int, overrides: dict,
+                run_dir: Path) -> dict:
+    """A run's row of the summary table, from what the run saved (curve.npz, config.json), so a
+    run whose study was interrupted after it finished can still be summarised (--summarize)."""
+    from qvpo_mjx import rundir
+    cfg = rundir.read_meta(run_dir)["config"]
+    curve = np.load(run_dir / rundir.CURVE_FILE)
+    steps = curve["env_steps"]
+    ret = np.atleast_2d(curve["eval_return_mean"].T).T  # (rows, seeds)
+    half = int(np.searchsorted(steps, budget // 2))
+    N, ups, cpa = cfg["num_envs"], cfg["updates_per_step"], cfg["critic_updates_per_actor"]
+    return {"env": env, "regime": name, "num_envs": N, "overrides": overrides,
+            "updates_per_step": ups, "critic_updates_per_actor": cpa,
+            "batch_size": cfg["batch_size"], "actor_lr": cfg["actor_lr"],
+            "critic_lr": cfg["critic_lr"], "updates_per_env_step": ups / N,
+            "actor_updates_per_env_step": ups / cpa / N,
+            "samples_per_env_step": ups * cfg["batch_size"] / N,
+            "sequential_updates": int(np.max(curve["critic_updates"][-1])
+                                      + np.max(curve["actor_updates"][-1])),
+            "seeds": ret.shape[1], "first_seed": seed, "budget": budget,
+            "env_steps": int(steps[-1]),
+            "return_at_half": ret[min(half, len(ret) - 1)].round(1).tolist(),
+            "return_final": ret[-1].round(1).tolist(),
+            "return_auc": ret.mean(0).round(1).tolist(),  # mean over evaluations, per seed
+            "wall_s_total": None,
+            "wall_s_run": round(float(curve["wall_time_s"][-1]), 1),
+            "run_dir": str(run_dir.resolve().relative_to(HERE.parent)
+                           if run_dir.resolve().is_relative_to(HERE.parent) else run_dir)}
 
 
 def plot_env(out: Path, env: str) -> None:
@@ -221,6 +238,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "scaling"))
     parser.add_argument("--summary", default=str(HERE / "results" / "scaling.json"),
                         help="the summary table (rows are replaced by reruns, others kept)")
+    parser.add_argument("--summarize", action="store_true",
+                        help="write the summary rows of the runs these arguments name from their "
+                             "saved files (a study cut off after they finished), train nothing")
     parser.add_argument("--plot-only", action="store_true",
                         help="redraw the plots from the runs on disk, run nothing")
     args = parser.parse_args()
@@ -236,7 +256,8 @@ def main() -> None:
         budget = args.budget or BUDGETS.get(env, DEFAULT_BUDGET)
         for N in sizes:
             for name in args.regimes:
-                row = run_one(env, name, N, args.seeds, budget, out, args.seed, overrides)
+                row = run_one(env, name, N, args.seeds, budget, out, args.seed, overrides,
+                              summarize=args.summarize)
                 if row is not None:
                     # Runs already in the summary stay, unless this one reruns them; read just
                     # before writing, so two studies writing one summary keep each other's rows.

@@ -1,13 +1,15 @@
 """Named settings of a run: config overrides, a default env and a checkpoint interval.
 
-Flags override presets. What ``--num-envs`` implies comes between the two (:func:`implied`): a
-preset with an ``update_to_data`` ratio derives ``updates_per_step`` from ``num_envs``, and
-``cpu`` derives its regime, batch and env-step budget from it (the study behind it:
-benchmarks/README.md, "Any N").
+Flags override presets. What ``--num-envs`` implies comes between the two (:func:`implied`):
+``cpu`` and ``gpu`` derive their regime (narrow below :data:`WIDE_FROM` envs, wide from there),
+updates per vector step, batch, the actor's share and the env-step budget from it by one rule
+(:data:`SCALING`; the study behind it: benchmarks/README.md, "Any N"); ``gpu_wide``, with an
+``update_to_data`` ratio, derives ``updates_per_step`` alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from qvpo_mjx.config import QVPOConfig
@@ -28,27 +30,23 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The reference regime: one env, one update per env step, batch 256, every ALGORITHM.md default.
     # One env cannot be split over devices, so it runs on one whatever the machine has.
     "paper": {"env": "halfcheetah", "checkpoint_minutes": 5.0, "config": {"num_devices": 1}},
-    # Thousands of envs on one GPU, set by the scaling study (benchmarks/README.md): the paper's
-    # networks and hyper-parameters, with the reference's one critic update of batch 256 per env
-    # step (updates_per_step = N; see preset_config) and one actor update per two critic ones.
-    # Fewer critic updates per env step (naive scaling, or half as many) lost return; larger
-    # batches did not make up for it. Checkpoints every 5 minutes: a 1M-transition buffer is
-    # too big to copy and write after every chunk.
-    "gpu": {"env": "halfcheetah", "update_to_data": 1.0, "checkpoint_minutes": 5.0,
+    # Thousands of envs on one GPU: the paper's networks and hyper-parameters, and what N implies
+    # (SCALING below): from WIDE_FROM envs on, 4096 by default, the wide regime (4 critic updates
+    # of batch 1,024 per vector step, the actor every second, 50,000 vector steps); below it the
+    # scaling study's rule (one critic update of batch 256 per env step, the actor every second
+    # critic update, 1M env steps). Checkpoints every 5 minutes: a 1M-transition buffer is too
+    # big to copy and write after every chunk.
+    "gpu": {"env": "halfcheetah", "checkpoint_minutes": 5.0,
             "config": dict(num_envs=4096, critic_updates_per_actor=2, eval_interval=81_920,
                            total_steps=1_000_000, replay_size=1_000_000,
                            behavior_epsilon=BEHAVIOR_EPSILON)},
-    # Issue 13's wide regime, opt-in (benchmarks/README.md, "The wide regime"): 4 critic updates of
-    # batch 1024 per 256 env steps (1/64 of the rule's, so --num-envs 4096 gives 64 per vector
-    # step), the actor every second, observation normalisation, 3-step returns and LayerNorm
-    # critics, and 10x the env steps. In the CPU study (N = 256, small networks) it needed 7.7x
-    # fewer sequential updates than the rule to reach the rule's final return on
-    # inverted_double_pendulum, but on halfcheetah it led the rule at 7k updates (957 vs 152)
-    # and was only level with it at 14k (1,126 vs 1,075), short of the rule's final 2,280: not
-    # the gpu default until a GPU run shows its wall-clock. The paper's networks and rates, as
-    # the gpu preset, but Kt 16: the reference's 16k candidates per actor update (B 256 x Kt 64)
-    # spread over 4x the states; it keeps the actor update near B 256's cost on a GPU, and Kt 16
-    # is what the study ran.
+    # The wide regime with the data per update held instead of the updates per vector step
+    # (issue 13; benchmarks/README.md, "The wide regime"), opt-in: 4 critic updates of batch
+    # 1,024 per 256 env steps (--num-envs 4096 gives 64 per vector step), the actor every
+    # second, the wide options, 10M env steps, Kt 16. At N = 256 it is the gpu preset's wide
+    # regime; at larger N it spends more sequential updates per env step than gpu does, which
+    # the CPU study found bought nothing on inverted_double_pendulum (N = 1,024: the same 9,357
+    # after as many updates with 4x fewer samples per env step).
     "gpu_wide": {"env": "halfcheetah", "update_to_data": 1 / 64, "checkpoint_minutes": 5.0,
                  "config": dict(num_envs=256, batch_size=1024, critic_updates_per_actor=2,
                                 train_samples=16, **WIDE_OPTIONS,
@@ -66,20 +64,63 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# How the cpu preset follows --num-envs (issue 24's study, benchmarks/README.md "Any N"). Below
-# CPU_WIDE_FROM envs it keeps its 8 updates of batch 128 per vector step. From there on a
-# vector step brings so many transitions that the narrow regime spends nearly all its time in
-# updates that each see few of them; the preset turns to the wide regime: CPU_WIDE's 4 critic
-# updates of batch 1,024 per vector step, the actor every second one, observation
-# normalisation, 3-step returns and LayerNorm critics. Whatever N, the run gets at least
-# CPU_VECTOR_STEPS vector steps (env steps are what a large N has plenty of) and an evaluation
-# every CPU_EVAL_VECTOR_STEPS of them (an evaluation costs 1,000 steps of the eval envs, which
-# would dominate a chunk of a single vector step).
-CPU_WIDE_FROM = 256
-CPU_WIDE = {"updates_per_step": 4, "batch_size": 1024, "critic_updates_per_actor": 2,
-            **WIDE_OPTIONS}
-CPU_VECTOR_STEPS = 400
-CPU_EVAL_VECTOR_STEPS = 10
+# How a preset follows --num-envs: one rule for the cpu and gpu presets (issue 24's study,
+# benchmarks/README.md "Any N" and "The wide regime"; results/any_n*.json, results/wide.json).
+#
+# Below WIDE_FROM envs a preset keeps its narrow regime: cpu its 8 updates of batch 128 per
+# vector step, gpu the reference's one critic update of batch 256 per env step (updates_per_step
+# = N). From WIDE_FROM on, a vector step brings so many transitions that the narrow regime's
+# updates run hundreds at a time between two acting steps, and that lost return: at N = 256 the
+# reference ratio ended at 1,685 on inverted_double_pendulum and 198 on CartpoleSwingup, against
+# 7,929 and 502 at N = 64, at equal updates. So both presets turn to the wide regime: WIDE's
+# 4 critic updates of batch 1,024 per vector step (whatever N is), the actor every second one,
+# observation normalisation, 3-step returns and LayerNorm critics, with the learning rates
+# unchanged (doubling them helped inverted_double_pendulum and cost halfcheetah 957 -> 332).
+# Measured on the CPU with the cpu preset's networks, the wide regime reached the N = 64 rule's
+# final return with 11.6x fewer sequential updates on inverted_pendulum at N = 4,096 (1,200 of
+# 13,920), 13.1x on CartpoleSwingup at N = 1,024 (5,664 of 74,400) and 6.1x on
+# inverted_double_pendulum at N = 4,096 (7,200 of 43,680); on halfcheetah (N = 256) it was level
+# with the rule at equal updates. Env steps per update grow with N and bought nothing on
+# inverted_double_pendulum (N = 1,024 and 4,096 ended where N = 256 did after as many updates),
+# so the budget is counted in vector steps: at least `vector_steps` of them, an evaluation every
+# `eval_vector_steps` (an evaluation is 1,000 steps of the eval envs: a chunk of one vector step
+# would be mostly evaluation).
+WIDE_FROM = 256
+WIDE = {"updates_per_step": 4, "batch_size": 1024, "critic_updates_per_actor": 2, **WIDE_OPTIONS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaling:
+    """What ``--num-envs N`` implies for one preset (see the comment above :data:`WIDE_FROM`).
+
+    ``update_to_data``: in the narrow regime, critic updates per env step (updates_per_step =
+    ratio x N), or None to keep the preset's own updates_per_step. ``narrow_vector_steps`` and
+    ``wide_vector_steps``: the fewest vector steps a run gets in each regime (0: the preset's
+    total_steps whatever N). ``narrow_eval_vector_steps`` and ``wide_eval_vector_steps``: the
+    shortest evaluation interval in each regime, in vector steps (0: the preset's own).
+    ``wide``: what the preset sets on top of :data:`WIDE` in the wide regime."""
+    update_to_data: float | None
+    narrow_vector_steps: int
+    wide_vector_steps: int
+    narrow_eval_vector_steps: int
+    wide_eval_vector_steps: int
+    wide: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+SCALING: dict[str, Scaling] = {
+    # inverted_pendulum reached 1000 on every seed within 400 vector steps at N = 256-4,096
+    # (results/any_n_full.json: held from 1,620 sequential updates on, of 2,400).
+    "cpu": Scaling(update_to_data=None, narrow_vector_steps=400, wide_vector_steps=400,
+                   narrow_eval_vector_steps=10, wide_eval_vector_steps=10),
+    # The paper's networks at 1M env steps below WIDE_FROM (N critic updates per vector step).
+    # In the wide regime 50,000 vector steps: 200k critic and 100k actor updates, a fifth of the
+    # narrow rule's 1.5M sequential updates at 1M env steps (205M env steps at N = 4,096, which a
+    # GPU steps in minutes), an evaluation every 1,000 (50 in all). Kt 16: the reference's 16k
+    # candidates per actor update (B 256 x Kt 64) over 4x the states, as the wide study ran it.
+    "gpu": Scaling(update_to_data=1.0, narrow_vector_steps=0, wide_vector_steps=50_000,
+                   narrow_eval_vector_steps=0, wide_eval_vector_steps=1_000,
+                   wide={"train_samples": 16}),
+}
 
 
 def implied(name: str, num_envs: int) -> tuple[dict[str, Any], str]:
@@ -87,38 +128,49 @@ def implied(name: str, num_envs: int) -> tuple[dict[str, Any], str]:
     ``why`` is the clause the run's first line prints ("" where N implies nothing)."""
     preset = PRESETS[name]
     ratio = preset.get("update_to_data")
-    if ratio is not None:
+    if ratio is not None:  # gpu_wide: the data per update held at any N
         ups = max(1, int(ratio * num_envs + 0.5))
         return {"updates_per_step": ups}, (f"N = {num_envs} implies {ups} critic updates per "
                                            f"vector step ({ratio:g} per env step)")
-    if name != "cpu":
+    rule = SCALING.get(name)
+    if rule is None:
         return {}, ""
-    base = preset["config"]
-    total = max(base["total_steps"], CPU_VECTOR_STEPS * num_envs)
-    values = {"total_steps": total,
-              "eval_interval": max(base["eval_interval"], CPU_EVAL_VECTOR_STEPS * num_envs),
-              "replay_size": max(base["replay_size"], min(total, 1_000_000))}
-    if num_envs < CPU_WIDE_FROM:
-        if total == base["total_steps"]:
-            return {}, ""
-        return values, (f"N = {num_envs} implies {total:,} env steps ({CPU_VECTOR_STEPS} vector "
-                        f"steps)")
-    values.update(CPU_WIDE, start_steps=max(base["start_steps"], num_envs, CPU_WIDE["batch_size"]))
-    return values, (f"N = {num_envs} >= {CPU_WIDE_FROM} implies the wide regime: "
-                    f"{CPU_WIDE['updates_per_step']} critic updates of batch "
-                    f"{CPU_WIDE['batch_size']} per vector step, the actor every "
-                    f"{CPU_WIDE['critic_updates_per_actor']}nd, obs normalisation, "
-                    f"{WIDE_OPTIONS['n_step']}-step returns, LayerNorm critics, "
-                    f"{total:,} env steps ({CPU_VECTOR_STEPS} vector steps)")
+    base = {**QVPOConfig().to_dict(), **preset["config"]}  # the preset's values or the defaults
+    wide = num_envs >= WIDE_FROM
+    steps = rule.wide_vector_steps if wide else rule.narrow_vector_steps
+    total = max(base["total_steps"], steps * num_envs)
+    interval = max(base["eval_interval"],
+                   (rule.wide_eval_vector_steps if wide else rule.narrow_eval_vector_steps)
+                   * num_envs)
+    values: dict[str, Any] = {}
+    if total != base["total_steps"]:
+        values["total_steps"] = total
+        values["replay_size"] = max(base["replay_size"], min(total, 1_000_000))
+    if interval != base["eval_interval"]:
+        values["eval_interval"] = interval
+    budget = f"{total:,} env steps ({total // num_envs:,} vector steps)"
+    if not wide:
+        if rule.update_to_data is not None:
+            values["updates_per_step"] = max(1, int(rule.update_to_data * num_envs + 0.5))
+            ups = values["updates_per_step"]
+            return values, (f"N = {num_envs} implies {ups} critic update{'s' * (ups > 1)} per "
+                            f"vector step ({rule.update_to_data:g} per env step), {budget}")
+        return values, (f"N = {num_envs} implies {budget}" if values else "")
+    values.update(WIDE, **rule.wide)
+    values["start_steps"] = max(base["start_steps"], num_envs, WIDE["batch_size"])
+    return values, (f"N = {num_envs} >= {WIDE_FROM} implies the wide regime: "
+                    f"{WIDE['updates_per_step']} critic updates of batch {WIDE['batch_size']} per "
+                    f"vector step, the actor every {WIDE['critic_updates_per_actor']}nd, obs "
+                    f"normalisation, {WIDE['n_step']}-step returns, LayerNorm critics, {budget}")
 
 
 def preset_config(name: str, overrides: dict[str, Any] | None = None) -> QVPOConfig:
     """The preset's config, with what ``num_envs`` implies (:func:`implied`) and ``overrides``
-    on top: a flag always wins over what N implies. A preset with an ``update_to_data`` ratio
-    sets ``updates_per_step`` = ratio x ``num_envs`` (rounded half up, at least 1), so
-    ``--num-envs`` alone keeps the critic updates per env step; the actor's share
-    (``critic_updates_per_actor``) is counted over the whole run, so it holds for any N too.
-    ``cpu`` follows N as :data:`CPU_WIDE_FROM` describes."""
+    on top: a flag always wins over what N implies. ``cpu`` and ``gpu`` follow N as
+    :data:`SCALING` and :data:`WIDE_FROM` describe; a preset with an ``update_to_data`` ratio
+    (``gpu_wide``) sets ``updates_per_step`` = ratio x ``num_envs`` (rounded half up, at least
+    1). The actor's share (``critic_updates_per_actor``) is counted over the whole run, so it
+    holds for any N."""
     return QVPOConfig.from_dict(preset_values(name, overrides)[0])
 
 

@@ -136,12 +136,17 @@ def test_gpu_wide_preset_keeps_the_studied_updates_per_env_step_at_any_num_envs(
     cfg = presets.preset_config("gpu_wide")
     assert (cfg.num_envs, cfg.updates_per_step, cfg.batch_size) == (256, 4, 1024)
     assert (cfg.obs_normalization, cfg.n_step, cfg.critic_layer_norm) == (True, 3, True)
-    assert cfg.total_steps == 10 * presets.preset_config("gpu").total_steps
+    assert cfg.total_steps == 10 * presets.PRESETS["gpu"]["config"]["total_steps"]
     # The paper's networks, as the gpu preset; Kt 16 keeps the rule's candidates per actor update.
-    rule = presets.preset_config("gpu")
+    rule = presets.preset_config("gpu", {"num_envs": 64})
     assert (cfg.hidden_size, cfg.diffusion_steps, cfg.actor_lr, cfg.tau) == \
         (rule.hidden_size, rule.diffusion_steps, rule.actor_lr, rule.tau)
     assert cfg.batch_size * cfg.train_samples == rule.batch_size * rule.train_samples
+    # At N = 256 it is the gpu preset's wide regime, budget and evaluations aside.
+    same = presets.preset_config("gpu", {"num_envs": 256})
+    keys = ("updates_per_step", "batch_size", "critic_updates_per_actor", "train_samples",
+            "obs_normalization", "n_step", "critic_layer_norm", "hidden_size", "actor_lr")
+    assert [getattr(cfg, k) for k in keys] == [getattr(same, k) for k in keys]
 
 
 def test_module_entry_point_runs(tmp_path):
@@ -150,50 +155,92 @@ def test_module_entry_point_runs(tmp_path):
     assert proc.returncode == 0 and "--num-envs" in proc.stdout and "--preset" in proc.stdout
 
 
-def test_gpu_preset_keeps_one_critic_update_per_env_step_at_any_num_envs():
-    ratio = presets.PRESETS["gpu"]["update_to_data"]
-    assert ratio == 1.0
-    for n in [*range(1, 10), 4096]:
-        cfg = presets.preset_config("gpu", {"num_envs": n})
-        assert cfg.updates_per_step == n, n  # N = 1 gave 2 and N = 5 gave 4 (half to even)
-        assert cfg.critic_updates_per_actor == 2  # counted over the run, so any N is allowed
-    # An explicit count wins; presets without a ratio keep their own count.
-    assert presets.preset_config("gpu", {"num_envs": 1024, "updates_per_step": 6}).updates_per_step == 6
-    cpu = presets.preset_config("cpu", {"num_envs": 64})
-    assert cpu.updates_per_step == presets.PRESETS["cpu"]["config"]["updates_per_step"]
-    # The parsed command goes through the same rule.
-    args = cli.build_parser().parse_args(["--preset", "gpu", "--num-envs", "513"])
-    assert cli.resolve(args)[0].updates_per_step == 513
+# What --num-envs N implies, written out by hand for several N (presets.SCALING, WIDE_FROM):
+# (updates_per_step, batch_size, critic_updates_per_actor, total_steps, eval_interval,
+#  replay_size, start_steps, train_samples, wide options on).
+IMPLIED = {
+    "cpu": {
+        16: (8, 128, 1, 20_000, 2_000, 100_000, 1_000, 16, False),
+        64: (8, 128, 1, 25_600, 2_000, 100_000, 1_000, 16, False),
+        255: (8, 128, 1, 102_000, 2_550, 102_000, 1_000, 16, False),
+        256: (4, 1024, 2, 102_400, 2_560, 102_400, 1_024, 16, True),
+        1024: (4, 1024, 2, 409_600, 10_240, 409_600, 1_024, 16, True),
+        4096: (4, 1024, 2, 1_638_400, 40_960, 1_000_000, 4_096, 16, True),
+        8192: (4, 1024, 2, 3_276_800, 81_920, 1_000_000, 8_192, 16, True),
+    },
+    "gpu": {
+        1: (1, 256, 2, 1_000_000, 81_920, 1_000_000, 10_000, 64, False),
+        5: (5, 256, 2, 1_000_000, 81_920, 1_000_000, 10_000, 64, False),  # half to even gave 4
+        64: (64, 256, 2, 1_000_000, 81_920, 1_000_000, 10_000, 64, False),
+        255: (255, 256, 2, 1_000_000, 81_920, 1_000_000, 10_000, 64, False),
+        256: (4, 1024, 2, 12_800_000, 256_000, 1_000_000, 10_000, 16, True),
+        1024: (4, 1024, 2, 51_200_000, 1_024_000, 1_000_000, 10_000, 16, True),
+        4096: (4, 1024, 2, 204_800_000, 4_096_000, 1_000_000, 10_000, 16, True),
+        8192: (4, 1024, 2, 409_600_000, 8_192_000, 1_000_000, 10_000, 16, True),
+    },
+}
 
 
-def test_cpu_preset_follows_num_envs_and_flags_still_win():
-    base = presets.PRESETS["cpu"]["config"]
-    # N = 16 is the preset as it was set (it reaches 1000 on inverted_pendulum in 10k steps).
-    same = presets.preset_config("cpu")
-    assert (same.num_envs, same.updates_per_step, same.batch_size, same.total_steps) == \
-        (16, 8, 128, 20_000) and not same.obs_normalization
-    assert presets.implied("cpu", 16) == ({}, "")
-    for n in (128, 256, 1024, 4096, 8192):
-        cfg = presets.preset_config("cpu", {"num_envs": n})
-        # Every N gets at least CPU_VECTOR_STEPS vector steps and chunks of whole vector steps.
-        assert cfg.total_steps == max(base["total_steps"], presets.CPU_VECTOR_STEPS * n)
-        assert cfg.run_env_steps // n >= presets.CPU_VECTOR_STEPS
-        assert cfg.chunk_vector_steps == (presets.CPU_EVAL_VECTOR_STEPS if n >= 256 else
-                                          -(-base["eval_interval"] // n))
-        wide = n >= presets.CPU_WIDE_FROM
-        assert (cfg.updates_per_step, cfg.batch_size) == ((4, 1024) if wide else (8, 128)), n
-        assert (cfg.obs_normalization, cfg.n_step, cfg.critic_layer_norm) == \
-            ((True, 3, True) if wide else (False, 1, False)), n
-        assert cfg.critic_updates_per_actor == (2 if wide else 1)
+@pytest.mark.parametrize("preset", sorted(IMPLIED))
+def test_num_envs_implies_the_rule_for_the_cpu_and_gpu_presets(preset):
+    for n, want in IMPLIED[preset].items():
+        cfg = presets.preset_config(preset, {"num_envs": n})
+        got = (cfg.updates_per_step, cfg.batch_size, cfg.critic_updates_per_actor,
+               cfg.total_steps, cfg.eval_interval, cfg.replay_size, cfg.start_steps,
+               cfg.train_samples, cfg.obs_normalization)
+        assert got == want, (preset, n)
+        wide = n >= presets.WIDE_FROM
+        assert (cfg.n_step, cfg.critic_layer_norm) == ((3, True) if wide else (1, False)), n
         assert cfg.first_update_rows >= cfg.batch_size  # a full first batch
-    # Flags win over what N implies, and the first line says which did.
+        # The paper's (gpu) or the preset's (cpu) networks and rates at every N.
+        base = presets.PRESETS[preset]["config"]
+        assert cfg.hidden_size == base.get("hidden_size", 256)
+        assert cfg.actor_lr == base.get("actor_lr", 1e-4)
+    # N = 16 is the cpu preset as it was set (it reaches 1000 on inverted_pendulum in 10k steps).
+    assert presets.implied("cpu", 16) == ({}, "")
+    assert presets.preset_config(preset) == presets.preset_config(
+        preset, {"num_envs": presets.PRESETS[preset]["config"]["num_envs"]})
+
+
+def test_flags_win_over_what_num_envs_implies():
+    assert presets.preset_config("gpu", {"num_envs": 1024, "updates_per_step": 6}).updates_per_step == 6
+    assert presets.preset_config("gpu", {"num_envs": 64, "updates_per_step": 6}).updates_per_step == 6
+    # The first line says which implied values the flags replaced.
     values, why = presets.preset_values("cpu", {"num_envs": 4096, "batch_size": 256})
     assert values["batch_size"] == 256 and values["updates_per_step"] == 4
     assert "wide regime" in why and "batch_size from the flags" in why
+    # The parsed command goes through the same rule.
+    args = cli.build_parser().parse_args(["--preset", "gpu", "--num-envs", "513"])
+    assert cli.resolve(args)[0].updates_per_step == 4
+    args = cli.build_parser().parse_args(["--preset", "gpu", "--num-envs", "100"])
+    assert cli.resolve(args)[0].updates_per_step == 100
     args = cli.build_parser().parse_args(["--num-envs", "4096", "--updates-per-step", "2"])
     cfg, _, preset, _, why = cli.resolve(args)
     assert preset == "cpu" and cfg.updates_per_step == 2 and cfg.total_steps == 1_638_400
     assert "N = 4096" in why
+
+
+@pytest.mark.parametrize("preset", sorted(presets.PRESETS))
+def test_every_preset_compiles_at_4096_envs_with_tiny_networks(preset):
+    """Each preset's chunk at N = 4,096, as the rule sets it (replay, batch, updates, options),
+    with tiny networks and chains and a plain-JAX task: lowered and compiled, never run."""
+    import jax
+
+    from qvpo_mjx.loop import Trainer
+
+    tiny = dict(num_envs=4096, hidden_size=8, time_embed_size=4, diffusion_steps=2,
+                train_samples=2, behavior_samples=2, target_samples=2, eval_samples=2,
+                entropy_samples=2, num_eval_envs=2, episode_length=4)
+    cfg = presets.preset_config(preset, tiny)
+    if preset != "paper":
+        assert cfg.updates_per_step == {"gpu_wide": 64}.get(preset, 4)
+    trainer = Trainer(cfg, "double_integrator")
+    shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
+    compiled = trainer.compile_chunk(shapes).lower(shapes).compile()
+    memory = compiled.memory_analysis()
+    # The donated state is the arguments; the chunk's own buffers stay a small part of it.
+    assert memory.argument_size_in_bytes > cfg.replay_size * 4
+    assert memory.temp_size_in_bytes < memory.argument_size_in_bytes
 
 
 def test_the_first_line_says_what_num_envs_implied(tmp_path, capsys, monkeypatch):

@@ -126,6 +126,18 @@ class QVPOConfig:
         1, "n of n-step returns: the TD target sums up to n discounted rewards of the same env "
         "and bootstraps from where the window ends (at most n steps, fewer at a terminal state, "
         "a time limit or the newest data). 1 is the reference.")
+    critic_bins: int = _field(
+        0, "A distributional critic: each Q network outputs logits over this many bins evenly "
+        "spaced on [critic_v_min, critic_v_max] and is trained by cross-entropy to an HL-Gauss "
+        "histogram of the TD target (a normal of 0.75 bin widths around it); Q is the "
+        "distribution's mean wherever a Q is read (TD target, Q-weights, behaviour and "
+        "evaluation selection). 0 is the reference's scalar critic trained by MSE.")
+    critic_v_min: float = _field(
+        -1000.0, "Lower end of the distributional critic's support (with critic_bins); TD "
+        "targets outside the support are clipped into it.", traced=True)
+    critic_v_max: float = _field(
+        1000.0, "Upper end of the distributional critic's support (with critic_bins).",
+        traced=True)
 
     # --- scale-out (not in the reference, which runs one seed on one CPU) -------------------
     num_seeds: int = _field(
@@ -152,7 +164,7 @@ class QVPOConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         for name in ("entropy_samples", "start_steps", "num_devices", "entropy_decay_steps",
-                     "critic_hidden_size"):
+                     "critic_hidden_size", "critic_bins"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -180,6 +192,13 @@ class QVPOConfig:
             value = getattr(self, name)
             if not _finite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+        if self.critic_bins == 1:
+            raise ValueError("critic_bins must be 0 (a scalar critic) or at least 2 (a "
+                             "histogram), got 1")
+        if not (_finite(self.critic_v_min) and _finite(self.critic_v_max)
+                and self.critic_v_min < self.critic_v_max):
+            raise ValueError(f"critic_v_min ({self.critic_v_min!r}) must be finite and below "
+                             f"critic_v_max ({self.critic_v_max!r}): they are the support's ends")
         if not _finite(self.q_cut):
             raise ValueError(f"q_cut must be finite, got {self.q_cut!r}")
         if not (_finite(self.behavior_epsilon) and 0.0 <= self.behavior_epsilon <= 1.0):

@@ -6,6 +6,8 @@ touching anything else:
 - ``state``: :class:`AgentState` (networks, targets, optimiser states, statistics, counters),
   its static :class:`AgentStructure`, :class:`Transition` and :func:`init`;
 - ``normalizer``: running observation statistics and the normalised view of observations;
+- ``values``: what the critic's output means (Q, or a histogram's mean with ``critic_bins``)
+  and the critic's regression loss;
 - ``selection``: sampling the diffusion actor and best-of-K selection under min(Q1, Q2)
   (behaviour, TD target, evaluation);
 - ``transforms``: the Q-weight transforms and the running score statistics;
@@ -29,6 +31,8 @@ from qvpo_mjx.agent.selection import (act, act_with_stats, best_candidate, candi
 from qvpo_mjx.agent.state import (AgentState, AgentStructure, Metrics, Params, Transition, init,
                                   optimizer)
 from qvpo_mjx.agent.transforms import Q_TRANSFORM_FNS, QTransform, score_stats
+from qvpo_mjx.agent.values import (HL_GAUSS_SIGMA, bin_centres, bin_edges, critic_q,
+                                   critic_regression_loss, hl_gauss_target)
 from qvpo_mjx.agent.updates import (actor_loss, actor_loss_from_samples, actor_step, actor_update,
                                    critic_loss, critic_step, critic_update, delayed_update,
                                    loss_samples, optimizer_step, polyak, scheduled_updates,
@@ -41,6 +45,8 @@ __all__ = [
     "sample_candidates", "select_action",
     "AgentState", "AgentStructure", "Metrics", "Params", "Transition", "init", "optimizer",
     "Q_TRANSFORM_FNS", "QTransform", "score_stats",
+    "HL_GAUSS_SIGMA", "bin_centres", "bin_edges", "critic_q", "critic_regression_loss",
+    "hl_gauss_target",
     "actor_loss", "actor_loss_from_samples", "actor_step", "actor_update", "critic_loss",
     "critic_step", "critic_update", "delayed_update", "loss_samples", "optimizer_step", "polyak",
     "scheduled_updates",

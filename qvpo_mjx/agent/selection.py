@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from qvpo_mjx import diffusion
 from qvpo_mjx.agent.normalizer import normalize_obs
 from qvpo_mjx.agent.state import AgentState, Metrics, Params
+from qvpo_mjx.agent.values import critic_q
 from qvpo_mjx.networks import NoiseNet
 
 
@@ -54,7 +55,7 @@ def min_q(state: AgentState, critic_params: Params, obs: jax.Array,
           actions: jax.Array) -> jax.Array:
     """min(Q1, Q2) of K actions per state: obs (B, o), actions (B, K, d) -> (B, K)."""
     obs_k = jnp.broadcast_to(obs[:, None, :], (*actions.shape[:-1], obs.shape[-1]))
-    return jnp.min(state.critic.apply(critic_params, obs_k, actions), axis=0)
+    return jnp.min(critic_q(state, critic_params, obs_k, actions)[0], axis=0)
 
 
 def best_candidate(candidates: jax.Array, scores: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -64,6 +64,7 @@ class AgentStructure:
     entropy_samples: int
     critic_hidden_size: int
     critic_layer_norm: bool
+    critic_bins: int
     obs_normalization: bool
 
     @classmethod
@@ -83,7 +84,7 @@ class AgentStructure:
     @property
     def critic(self) -> TwinCritic:
         return TwinCritic(hidden_size=self.critic_hidden_size or self.hidden_size,
-                          layer_norm=self.critic_layer_norm)
+                          layer_norm=self.critic_layer_norm, bins=self.critic_bins)
 
     @property
     def schedule(self) -> diffusion.Schedule:

@@ -24,6 +24,7 @@ from qvpo_mjx.agent.normalizer import normalize_obs
 from qvpo_mjx.agent.selection import candidate_spread, min_q, sample_candidates, select_action
 from qvpo_mjx.agent.state import AgentState, Metrics, Params, Transition, optimizer
 from qvpo_mjx.agent.transforms import Q_TRANSFORM_FNS, score_stats
+from qvpo_mjx.agent.values import critic_q, critic_regression_loss
 from qvpo_mjx.networks import NoiseNet
 
 # --------------------------------------------------------------------------------------------
@@ -40,9 +41,10 @@ def td_target(state: AgentState, batch: Transition, next_q: jax.Array) -> jax.Ar
 
 def critic_loss(state: AgentState, critic_params: Params, batch: Transition,
                 target: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """MSE(Q1, y) + MSE(Q2, y). target y: (B,). Returns (loss, q (2, B))."""
-    q = state.critic.apply(critic_params, batch.obs, batch.action)
-    return jnp.sum(jnp.mean(jnp.square(q - target), axis=-1)), q
+    """MSE(Q1, y) + MSE(Q2, y), or with ``critic_bins`` both critics' cross-entropy to y's
+    HL-Gauss histogram (values.py). target y: (B,). Returns (loss, q (2, B))."""
+    q, logits = critic_q(state, critic_params, batch.obs, batch.action)
+    return critic_regression_loss(state, q, logits, target), q
 
 
 def loss_samples(key: jax.Array, actions: jax.Array, weights: jax.Array, ent_weight: jax.Array,

@@ -172,17 +172,28 @@ def predict(results: dict, *, num_envs: int, batch_size: int, updates_per_step: 
             if seconds else 0.0}
 
 
-# Runs worth a prediction: the gpu preset (the scaling-study rule) and wide regimes.
+def preset_scenario(preset: str, num_envs: int) -> dict:
+    """:func:`predict`'s arguments for a run of ``preset`` at ``num_envs`` as the preset sets it
+    (qvpo_mjx/presets.py: what N implies), to the preset's whole budget."""
+    from qvpo_mjx.presets import preset_config
+    cfg = preset_config(preset, {"num_envs": num_envs})
+    return dict(num_envs=num_envs, batch_size=cfg.batch_size,
+                updates_per_step=cfg.updates_per_step,
+                critic_updates_per_actor=cfg.critic_updates_per_actor,
+                env_steps=cfg.total_steps, start_steps=cfg.start_steps,
+                train_samples=cfg.train_samples, diffusion_steps=cfg.diffusion_steps)
+
+
+# Runs worth a prediction: the gpu preset as --num-envs 4096 gives it (the wide regime), the
+# same preset's narrow rule at N = 64 and at N = 4,096 (what it ran before issue 24's rule),
+# and gpu_wide.
 SCENARIOS = {
-    "gpu preset, 4096 envs, 1M env steps": dict(
+    "gpu preset, 4096 envs (the wide regime, 50,000 vector steps)": preset_scenario("gpu", 4096),
+    "gpu preset, 64 envs (the narrow rule, 1M env steps)": preset_scenario("gpu", 64),
+    "the narrow rule at 4096 envs, 1M env steps (the gpu preset before issue 24)": dict(
         num_envs=4096, batch_size=256, updates_per_step=4096, critic_updates_per_actor=2,
         env_steps=1_000_000, start_steps=10_000),
-    "wide: 1024 envs, B 4096, 2 updates / vector step, 10M env steps": dict(
-        num_envs=1024, batch_size=4096, updates_per_step=2, critic_updates_per_actor=2,
-        env_steps=10_000_000, start_steps=10_000),
-    "wide: 4096 envs, B 16384, 8 updates / vector step, 10M env steps": dict(
-        num_envs=4096, batch_size=16384, updates_per_step=8, critic_updates_per_actor=2,
-        env_steps=10_000_000, start_steps=10_000),
+    "gpu_wide preset, 4096 envs, 10M env steps": preset_scenario("gpu_wide", 4096),
 }
 
 

@@ -11,12 +11,15 @@
 #
 #   part                                          cap (s)  writes (flat, in OUTDIR)
 #   1. device, one critic / actor update at the     150    cost_model.json
-#      paper config for B 256 1024 4096 16384
+#      paper config for B 256 1024 4096 16384,
+#      Kt 16 (the gpu preset's wide regime) and 64
 #      (compile times apart; needs no physics)
 #   2. physics and QVPO acting steps/s, N 1024      150    env_speed.json
 #      and 4096, halfcheetah and ant
-#   3. the gpu preset learning on halfcheetah,      150    learning_curve.npz, learning_config.json
-#      cut at its cap, curve saved every chunk
+#   3. the gpu preset learning on halfcheetah at    150    learning_curve.npz, learning_config.json
+#      N = 4096 (the wide regime its rule picks),
+#      an evaluation every 100 vector steps, cut
+#      at its cap, curve saved every chunk
 #   and suite.log (everything printed). Caps add to 450 s; installing the bundle takes ~10 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,10 +52,10 @@ if [ "$tiny" = "--tiny" ]; then
          --start-steps 64 --batch-size 32 --num-eval-envs 2 --episode-length 50)
 else
   caps=(150 150 150)
-  updates=(--batch-sizes 256 1024 4096 16384 --train-samples 64 --diffusion-steps 20 --repeats 3
-           --budget 110)
+  updates=(--batch-sizes 256 1024 4096 16384 --train-samples 16 64 --diffusion-steps 20
+           --repeats 3 --budget 110)
   speed=(--envs halfcheetah ant --num-envs 1024 4096 --repeats 3)
-  learn=(--preset gpu --env halfcheetah --eval-interval 16384)
+  learn=(--preset gpu --env halfcheetah --num-envs 4096 --eval-interval 409600)
 fi
 
 part() {  # part NAME CAP COMMAND...: run with a cap; report and go on whatever happens

@@ -58,7 +58,10 @@ def analyse(env: str, preset: str, num_envs: int, batch_size: int | None = None,
             "updates_per_step": cfg.updates_per_step,
             "critic_updates_per_actor": cfg.critic_updates_per_actor,
             "replay_size": cfg.replay_size, "hidden_size": cfg.hidden_size,
-            "chunk_vector_steps": cfg.chunk_vector_steps, "n_step": cfg.n_step,
+            # (an older tree, --label before, may lack the derived property or the option)
+            "chunk_vector_steps": getattr(cfg, "chunk_vector_steps",
+                                          -(-cfg.eval_interval // cfg.num_envs)),
+            "n_step": getattr(cfg, "n_step", 1),
             "bytes": sizes, "gib": {k: round(v / GIB, 3) for k, v in sizes.items()},
             # The state is donated, so it is held once: arguments plus temporaries is the peak.
             "peak_gib": round((sizes["arguments"] + sizes["temporaries"]) / GIB, 3),

@@ -21,6 +21,7 @@ from typing import Any
 
 BETA_SCHEDULES = ("cosine", "linear", "vp")
 Q_TRANSFORMS = ("qadv", "qcut", "qrelu", "qexpn")
+BEHAVIOR_NOISES = ("white", "ar1", "pink")  # qvpo_mjx/behavior_noise.py
 
 
 def _field(default: Any, doc: str, *, traced: bool = False) -> Any:
@@ -47,6 +48,18 @@ class QVPOConfig:
         0.0, "Probability, per env and step, that the behaviour policy acts with one plain "
         "diffusion sample instead of the best of behavior_samples (the reference's --epsilon; "
         "0 in its runs).", traced=True)
+    behavior_noise: str = _field(
+        "white", f"The behaviour policy's sampler noise (x_T and every z) in env time, one of "
+        f"{BEHAVIOR_NOISES}: white is fresh every step (the reference); ar1 and pink are "
+        "correlated from one step to the next and N(0, I) at every step, one stream per env and "
+        "candidate, restarted when the env's episode ends (qvpo_mjx/behavior_noise.py).")
+    behavior_noise_tau: float = _field(
+        10.0, "ar1 noise: correlation time in env steps (lag-1 correlation exp(-1/tau)).",
+        traced=True)
+    behavior_optimism: float = _field(
+        0.0, "kappa: the behaviour policy picks its candidate by min(Q1, Q2) + kappa |Q1 - Q2| / 2 "
+        "(0: min, the reference; 1: the mean; an upper bound as in OAC above 1). The TD target, "
+        "the Q-weights and evaluation keep min(Q1, Q2).", traced=True)
     target_samples: int = _field(4, "Candidates per next state from the target actor (TD target).")
     eval_samples: int = _field(32, "Candidates per state at evaluation.")
     train_samples: int = _field(64, "Kt: candidates per batch state scored for the actor update.")
@@ -171,6 +184,15 @@ class QVPOConfig:
         if self.beta_schedule not in BETA_SCHEDULES:
             raise ValueError(f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}; "
                              f"got {self.beta_schedule!r}")
+        if self.behavior_noise not in BEHAVIOR_NOISES:
+            raise ValueError(f"behavior_noise must be one of {', '.join(BEHAVIOR_NOISES)}; "
+                             f"got {self.behavior_noise!r}")
+        if not (_finite(self.behavior_noise_tau) and self.behavior_noise_tau > 0):
+            raise ValueError(f"behavior_noise_tau must be a positive finite number of env steps, "
+                             f"got {self.behavior_noise_tau!r}")
+        if not (_finite(self.behavior_optimism) and self.behavior_optimism >= 0):
+            raise ValueError(f"behavior_optimism must be a non-negative finite number, got "
+                             f"{self.behavior_optimism!r}")
         if self.q_transform not in Q_TRANSFORMS:
             raise ValueError(f"q_transform must be one of {', '.join(Q_TRANSFORMS)}; "
                              f"got {self.q_transform!r}")

@@ -26,7 +26,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import envs
-from qvpo_mjx import agent, parallel, replay
+from qvpo_mjx import agent, behavior_noise, parallel, replay
 from qvpo_mjx.config import QVPOConfig
 
 
@@ -39,6 +39,9 @@ class TrainState:
     chunks: jax.Array  # () int32, chunks completed
     fault: jax.Array  # () int32, 0 or 1 + index in FAULT_NAMES of the first non-finite value
     fault_step: jax.Array  # () int32, env_steps at which it appeared
+    # The behaviour policy's correlated sampler noise, one stream per env and candidate (None:
+    # white noise, drawn afresh each step from the act key, as the reference).
+    noise: behavior_noise.NoiseState | None = None
 
     @property
     def env_steps(self) -> jax.Array:
@@ -96,9 +99,22 @@ class Trainer:
             replay=replay.init(self.config.replay_size, self.vec.observation_size,
                                self.vec.action_size),
             env=self.all_envs.reset(k_env), key=k_run, chunks=jnp.zeros((), jnp.int32),
-            fault=jnp.zeros((), jnp.int32), fault_step=jnp.zeros((), jnp.int32))
+            fault=jnp.zeros((), jnp.int32), fault_step=jnp.zeros((), jnp.int32),
+            noise=self._init_noise(jax.random.fold_in(key, 1)))
         # Brax states alias some arrays (one buffer under two leaves); a donated state must not.
         return jax.tree.map(jnp.copy, state)
+
+    def _init_noise(self, key: jax.Array) -> behavior_noise.NoiseState | None:
+        cfg = self.config
+        if cfg.behavior_noise == "white":
+            return None
+        return behavior_noise.init(key, cfg.num_envs, cfg.behavior_samples, cfg.diffusion_steps,
+                                   self.vec.action_size, self._noise_components)
+
+    @property
+    def _noise_components(self) -> int:
+        return behavior_noise.num_components(self.config.behavior_noise,
+                                             self.config.episode_length)
 
     # scale-out --------------------------------------------------------------------------
     def state_specs(self, state: TrainState, num_seeds: int = 1) -> TrainState:
@@ -113,7 +129,8 @@ class Trainer:
                                         position=rep, size=rep),
             env=state.env.replace(inner=everywhere(state.env.inner, split),
                                   episode_step=split, episode_return=split, key=rep),
-            key=rep, chunks=rep, fault=rep, fault_step=rep)
+            key=rep, chunks=rep, fault=rep, fault_step=rep,
+            noise=None if state.noise is None else everywhere(state.noise, split))
 
     def shardings(self, state: TrainState, num_seeds: int = 1) -> TrainState:
         specs = self.state_specs(state, num_seeds)
@@ -188,8 +205,17 @@ class Trainer:
                                         minval=-1.0, maxval=1.0)
             return action, behavior_zeros
 
+        noise = state.noise
+        if noise is not None:
+            rho, weights = behavior_noise.coefficients(
+                cfg.behavior_noise, state.agent.hparams["behavior_noise_tau"],
+                self._noise_components)
+            draws = behavior_noise.draws(noise, weights)
+        else:
+            draws = None
+
         def behave():
-            return agent.act_with_stats(state.agent, obs, k_act)
+            return agent.act_with_stats(state.agent, obs, k_act, draws)
 
         behavior_zeros = jax.tree.map(lambda v: jnp.zeros(v.shape, v.dtype),
                                       jax.eval_shape(behave)[1])
@@ -202,6 +228,8 @@ class Trainer:
         env_state, result = self.vec.step(env_state, action, reset_axis=seed_axis)
         if self.axis_name is not None:
             env_state = env_state.replace(key=env_key)
+        if noise is not None:  # one env step on; an env whose episode ended starts afresh
+            noise = behavior_noise.advance(noise, jax.random.fold_in(k_act, 1), rho, result.done)
         buffer = replay.add(state.replay, agent.Transition(
             obs=obs, action=action, reward=result.reward, next_obs=result.next_obs,
             terminated=result.terminated), ends=result.done)
@@ -227,6 +255,7 @@ class Trainer:
         fault = self._first_fault({**metrics["critic"], **metrics["actor"]}, agent_state)
         keep = state.fault > 0
         new_state = state.replace(agent=agent_state, replay=buffer, env=env_state, key=key,
+                                  noise=noise,
                                   fault=jnp.where(keep, state.fault, fault),
                                   fault_step=jnp.where(keep | (fault == 0), state.fault_step,
                                                        agent_state.env_steps))
@@ -303,7 +332,8 @@ class Trainer:
         the update metrics averaged over the updates of the chunk (``critic/...`` over the
         vector steps that updated, ``actor/...`` over the actor updates; NaN where there were
         none), and the behaviour policy's (``behavior/...``) over the vector steps that acted
-        with it."""
+        with it; ``coverage``, how far the buffer's observations spread
+        (:func:`replay.obs_spread`)."""
         state, per_step = jax.lax.scan(lambda s, _: self.vector_step(s, seed_axis), state, None,
                                        length=self.config.chunk_vector_steps)
         key, k_eval = jax.random.split(state.key)
@@ -327,6 +357,7 @@ class Trainer:
                                         jnp.nan),
             critic_updates=state.agent.critic_updates, actor_updates=state.agent.actor_updates,
             nonfinite_steps=jnp.sum(per_step["nonfinite_steps"]),
+            coverage=replay.obs_spread(state.replay, self.axis_name),
             fault=state.fault, fault_step=state.fault_step)
         return state.replace(key=key, chunks=state.chunks + 1), metrics
 

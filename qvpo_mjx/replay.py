@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from qvpo_mjx import parallel
 from qvpo_mjx.agent import Transition
 
 
@@ -51,6 +52,19 @@ def add(buffer: ReplayBuffer, items: Transition, ends: jax.Array | None = None) 
     return ReplayBuffer(data=data, ends=buffer.ends.at[rows].set(ends.astype(jnp.float32)),
                         position=(buffer.position + n) % capacity,
                         size=jnp.minimum(buffer.size + n, capacity))
+
+
+def obs_spread(buffer: ReplayBuffer, axis_name: str | None = None) -> jax.Array:
+    """How much of the state space the run has visited: the standard deviation of the filled
+    rows' observations, per observation dimension, averaged over dimensions (0 for an empty
+    buffer). ``axis_name``: the device axis whose buffer shards are pooled. Returns ()."""
+    obs = buffer.data.obs
+    filled = (jnp.arange(buffer.capacity) < buffer.size).astype(jnp.float32)[:, None]
+    count = parallel.psum(jnp.sum(filled), axis_name)
+    mean = parallel.psum(jnp.sum(obs * filled, axis=0), axis_name) / jnp.maximum(count, 1.0)
+    # About the pooled mean (not E[x^2] - E[x]^2, which loses float32's digits at large |mean|).
+    var = parallel.psum(jnp.sum(jnp.square(obs - mean) * filled, axis=0), axis_name)
+    return jnp.mean(jnp.sqrt(var / jnp.maximum(count, 1.0)))
 
 
 def sample_rows(buffer: ReplayBuffer, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:

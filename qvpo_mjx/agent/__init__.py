@@ -26,8 +26,9 @@ from qvpo_mjx.agent.entropy import (LOG_ENTROPY_WEIGHT_RANGE, adapted_log_entrop
                                     entropy_weight)
 from qvpo_mjx.agent.normalizer import (COUNT_BASE, OBS_CLIP, ObsStats, normalize_obs,
                                        update_obs_stats)
-from qvpo_mjx.agent.selection import (act, act_with_stats, best_candidate, candidate_spread,
-                                      denoise, eval_act, min_q, sample_candidates, select_action)
+from qvpo_mjx.agent.selection import (act, act_with_stats, behavior_scores, best_candidate,
+                                      candidate_spread, denoise, eval_act, min_q,
+                                      sample_candidates, select_action)
 from qvpo_mjx.agent.state import (AgentState, AgentStructure, Metrics, Params, Transition, init,
                                   optimizer)
 from qvpo_mjx.agent.transforms import Q_TRANSFORM_FNS, QTransform, score_stats
@@ -41,7 +42,8 @@ from qvpo_mjx.agent.updates import (actor_loss, actor_loss_from_samples, actor_s
 __all__ = [
     "LOG_ENTROPY_WEIGHT_RANGE", "adapted_log_entropy_weight", "entropy_weight",
     "COUNT_BASE", "OBS_CLIP", "ObsStats", "normalize_obs", "update_obs_stats",
-    "act", "act_with_stats", "best_candidate", "candidate_spread", "denoise", "eval_act", "min_q",
+    "act", "act_with_stats", "behavior_scores", "best_candidate", "candidate_spread", "denoise",
+    "eval_act", "min_q",
     "sample_candidates", "select_action",
     "AgentState", "AgentStructure", "Metrics", "Params", "Transition", "init", "optimizer",
     "Q_TRANSFORM_FNS", "QTransform", "score_stats",

@@ -75,6 +75,15 @@ def select_action(state: AgentState, actor_params: Params, critic_params: Params
     return best_candidate(candidates, min_q(state, critic_params, obs, candidates))
 
 
+def behavior_scores(state: AgentState, obs: jax.Array, actions: jax.Array) -> jax.Array:
+    """The behaviour policy's score of K actions per state under the current critic:
+    min(Q1, Q2) + kappa |Q1 - Q2| / 2, kappa = ``behavior_optimism`` (0: min(Q1, Q2), the
+    reference). obs (B, o) normalised, actions (B, K, d) -> (B, K)."""
+    obs_k = jnp.broadcast_to(obs[:, None, :], (*actions.shape[:-1], obs.shape[-1]))
+    q = critic_q(state, state.critic_params, obs_k, actions)[0]  # (2, B, K)
+    return jnp.min(q, axis=0) + state.hparams["behavior_optimism"] * 0.5 * jnp.abs(q[0] - q[1])
+
+
 def candidate_spread(candidates: jax.Array) -> jax.Array:
     """How far apart a state's candidates are: the std over K, averaged over states and action
     dims. candidates (B, K, d) -> (). Near 0 means the policy has collapsed to one action."""
@@ -87,15 +96,24 @@ def act(state: AgentState, obs: jax.Array, key: jax.Array) -> jax.Array:
     return act_with_stats(state, obs, key)[0]
 
 
-def act_with_stats(state: AgentState, obs: jax.Array, key: jax.Array
+def act_with_stats(state: AgentState, obs: jax.Array, key: jax.Array,
+                   draws: tuple[jax.Array, jax.Array] | None = None
                    ) -> tuple[jax.Array, Metrics]:
     """:func:`act`, and what tells a user how the behaviour policy explores: ``behavior/spread``
-    (of its candidates) and ``behavior/at_bounds`` (the share of action components at +-1)."""
+    (of its candidates) and ``behavior/at_bounds`` (the share of action components at +-1).
+    ``draws``: the sampler's (x_T (B, K, d), z (T, B, K, d)) for correlated behaviour noise
+    (qvpo_mjx/behavior_noise.py); None draws them afresh (white noise, the reference). The
+    candidate is chosen by :func:`behavior_scores`."""
     obs = normalize_obs(state, obs)
     k_candidates, k_plain = jax.random.split(key)
-    candidates = sample_candidates(state, state.actor_params, obs, k_candidates,
-                                   state.structure.behavior_samples, state.hparams["noise_ratio"])
-    action, _ = best_candidate(candidates, min_q(state, state.critic_params, obs, candidates))
+    if draws is None:
+        candidates = sample_candidates(state, state.actor_params, obs, k_candidates,
+                                       state.structure.behavior_samples,
+                                       state.hparams["noise_ratio"])
+    else:
+        candidates = denoise(state, state.actor_params, obs, *draws,
+                             state.hparams["noise_ratio"])
+    action, _ = best_candidate(candidates, behavior_scores(state, obs, candidates))
     # With probability behavior_epsilon a state acts with a plain sample: candidate 0 is one
     # independent draw of the policy, so nothing more is sampled.
     plain = jax.random.bernoulli(k_plain, state.hparams["behavior_epsilon"], action.shape[:1])

@@ -1,0 +1,141 @@
+"""Exploration options of the behaviour policy: correlated latent noise (behavior_noise), the
+optimistic score (behavior_optimism), and the coverage metric of the curve."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qvpo_mjx import agent, behavior_noise, checkpoint, replay
+from qvpo_mjx.config import QVPOConfig
+from qvpo_mjx.loop import Trainer
+from test_loop import TINY, TINY_ENV
+
+
+def run_process(kind, tau, steps=60, envs=4000, J=None, restart=None):
+    """The summed draw x_T of ``envs`` one-candidate, one-dim streams over ``steps`` steps:
+    (steps, envs)."""
+    J = J or behavior_noise.num_components(kind, 1000)
+    rho, weights = behavior_noise.coefficients(kind, tau, J)
+    noise = behavior_noise.init(jax.random.PRNGKey(0), envs, 1, 1, 1, J)
+    restart = jnp.zeros((envs,)) if restart is None else restart
+
+    def body(noise, key):
+        x_T, _ = behavior_noise.draws(noise, weights)
+        return behavior_noise.advance(noise, key, rho, restart), x_T[:, 0, 0]
+
+    return np.asarray(jax.lax.scan(body, noise, jax.random.split(jax.random.PRNGKey(1),
+                                                                 steps))[1])
+
+
+@pytest.mark.parametrize("kind,tau", [("ar1", 5.0), ("pink", 1.0)])
+def test_latent_noise_is_standard_normal_at_every_step_with_the_closed_form_lag1_correlation(
+        kind, tau):
+    x = run_process(kind, tau)  # (60, 4000)
+    # Every step, over envs: mean 0 and variance 1 (4,000 draws: s.e. 0.016 and 0.022).
+    assert np.abs(x.mean(1)).max() < 0.07
+    assert np.abs(x.var(1) - 1).max() < 0.1
+    assert abs(x.mean()) < 0.02 and abs(x.var() - 1) < 0.03
+    # Lag-1 correlation: rho = exp(-1/tau) for ar1; the mean of exp(-1/2^j) over the J = 10
+    # octaves of episode length 1000 for pink.
+    want = math.exp(-1 / tau) if kind == "ar1" else np.mean([math.exp(-1 / 2 ** j)
+                                                             for j in range(10)])
+    lag1 = np.mean(x[1:] * x[:-1])
+    assert abs(lag1 - want) < 0.015, (lag1, want)
+    # And white noise it is not: the reference's draws are independent.
+    assert want > 0.5
+
+
+def test_pink_noise_spectrum_falls_as_one_over_f():
+    x = run_process("pink", 1.0, steps=1024, envs=256)  # (1024, 256)
+    power = np.mean(np.abs(np.fft.rfft(x, axis=0)) ** 2, axis=1)
+    f = np.fft.rfftfreq(1024)
+    band = (f > 1 / 256) & (f < 1 / 4)  # inside the octaves' range, away from both ends
+    slope = np.polyfit(np.log(f[band]), np.log(power[band]), 1)[0]
+    assert -1.3 < slope < -0.7, slope  # white: 0, ar1 well below its knee: -2
+
+
+def test_an_episode_end_restarts_the_stream():
+    envs = 4000
+    restart = (jnp.arange(envs) % 2).astype(jnp.float32)  # odd envs end their episode every step
+    x = run_process("ar1", 20.0, steps=30, envs=envs, restart=restart)
+    kept, restarted = x[:, 0::2], x[:, 1::2]
+    assert abs(np.mean(kept[1:] * kept[:-1]) - math.exp(-1 / 20)) < 0.02
+    assert abs(np.mean(restarted[1:] * restarted[:-1])) < 0.03  # a fresh draw: independent
+    assert abs(restarted.var() - 1) < 0.05
+
+
+def test_the_loop_advances_the_noise_and_restarts_it_where_an_episode_ended():
+    """tau 1e9 makes rho 1 in float32: a stream changes only where its env's episode ended."""
+    def components_after_a_chunk(episode_length):
+        cfg = TINY.replace(behavior_noise="ar1", behavior_noise_tau=1e9,
+                           episode_length=episode_length)
+        tr = Trainer(cfg, TINY_ENV)
+        state = jax.jit(tr.init)(jax.random.PRNGKey(0))
+        before = np.asarray(state.noise.components)
+        assert before.shape == (4, cfg.behavior_samples, cfg.diffusion_steps + 1, 1, 1)
+        state, _ = jax.jit(tr.run_chunk)(state)
+        names = checkpoint.named_leaves(state)
+        assert any(n.startswith("noise/") for n in names)  # saved with the run, and resumed
+        return before, np.asarray(state.noise.components)
+
+    before, after = components_after_a_chunk(1000)  # no episode ends in 4 vector steps
+    np.testing.assert_array_equal(before, after)
+    before, after = components_after_a_chunk(3)  # every env ends an episode: every stream anew
+    assert np.all(np.abs(before - after).reshape(4, -1).max(1) > 1e-3)
+    # White noise keeps no state.
+    assert jax.jit(Trainer(TINY, TINY_ENV).init)(jax.random.PRNGKey(0)).noise is None
+
+
+SMALL = QVPOConfig(hidden_size=32, diffusion_steps=4, batch_size=16, train_samples=8,
+                   behavior_samples=5, target_samples=4, eval_samples=8, entropy_samples=3)
+
+
+def test_acting_with_given_draws_is_the_chain_of_those_draws():
+    st = agent.init(jax.random.PRNGKey(0), 3, 2, SMALL.replace(behavior_epsilon=1.0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
+    x_T = jax.random.normal(jax.random.PRNGKey(2), (6, 5, 2))
+    z = jax.random.normal(jax.random.PRNGKey(3), (4, 6, 5, 2))
+    # behavior_epsilon 1: every env acts with candidate 0, the chain of stream 0's draws.
+    action, _ = agent.act_with_stats(st, obs, jax.random.PRNGKey(4), (x_T, z))
+    want = agent.denoise(st, st.actor_params, obs, x_T, z, 1.0)[:, 0]
+    np.testing.assert_allclose(np.asarray(action), np.asarray(want), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kappa", [0.0, 1.0, 3.0])
+def test_the_optimistic_score_is_min_plus_kappa_half_the_critics_gap(kappa):
+    st = agent.init(jax.random.PRNGKey(0), 3, 2, SMALL.replace(behavior_optimism=kappa))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
+    cands = jax.random.uniform(jax.random.PRNGKey(2), (6, 5, 2), minval=-1, maxval=1)
+    q = np.asarray(st.critic.apply(st.critic_params, jnp.repeat(obs[:, None], 5, 1), cands))
+    want = np.minimum(q[0], q[1]) + kappa * np.abs(q[0] - q[1]) / 2  # by hand
+    got = np.asarray(agent.behavior_scores(st, obs, cands))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    if kappa == 0:  # the reference's min(Q1, Q2), exactly as the TD target and Q-weights read it
+        np.testing.assert_array_equal(got, np.asarray(agent.min_q(st, st.critic_params, obs,
+                                                                  cands)))
+    if kappa == 3:  # above 1 it favours where the critics disagree: the max and beyond
+        assert np.all(got >= np.maximum(q[0], q[1]) - 1e-6)
+
+
+def test_coverage_is_numpys_spread_of_the_filled_rows():
+    buf = replay.init(64, 3, 1)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(40, 3)) * np.array([1.0, 5.0, 0.1]) + np.array([100.0, -3.0, 0.0])
+    buf = replay.add(buf, agent.Transition(
+        obs=jnp.asarray(obs, jnp.float32), action=jnp.zeros((40, 1)), reward=jnp.zeros(40),
+        next_obs=jnp.zeros((40, 3)), terminated=jnp.zeros(40)))
+    got = float(replay.obs_spread(buf))
+    assert got == pytest.approx(float(np.mean(obs.std(axis=0))), rel=1e-4)  # 24 rows unfilled
+    assert float(replay.obs_spread(replay.init(8, 3, 1))) == 0.0
+
+
+def test_bad_exploration_settings_are_refused():
+    with pytest.raises(ValueError, match="behavior_noise must be one of"):
+        QVPOConfig(behavior_noise="brown")
+    with pytest.raises(ValueError, match="behavior_noise_tau"):
+        QVPOConfig(behavior_noise="ar1", behavior_noise_tau=0.0)
+    with pytest.raises(ValueError, match="behavior_optimism"):
+        QVPOConfig(behavior_optimism=-1.0)

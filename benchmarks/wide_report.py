@@ -92,10 +92,13 @@ def label(row: dict, config: dict) -> str:
     the regime means today (the cpu preset with the regime's changes): ``--set`` overrides, and
     a preset value that has changed since the run (e.g. ``behavior_epsilon0.0``). Fields an older
     config lacks are taken as today's."""
+    from qvpo_mjx.config import QVPOConfig
     from qvpo_mjx.presets import PRESETS
     from scaling import overrides_tag, regime
     base = dict(PRESETS["cpu"]["config"])
-    expected = {**base, **(regime(row["regime"], row["num_envs"], base) or {})}
+    # Every field, so an option the preset leaves at its default (critic_bins) is named too.
+    expected = {**QVPOConfig().to_dict(), **base,
+                **(regime(row["regime"], row["num_envs"], base) or {})}
     differs = {k: config[k] for k, v in expected.items()
                if k not in PER_RUN and k in config and config[k] != v}
     return row["regime"] + overrides_tag(differs)

@@ -123,9 +123,12 @@ SCALING: dict[str, Scaling] = {
 }
 
 
-def implied(name: str, num_envs: int) -> tuple[dict[str, Any], str]:
+def implied(name: str, num_envs: int, batch_size: int | None = None
+            ) -> tuple[dict[str, Any], str]:
     """(config values, why) that ``num_envs`` implies for preset ``name``: flags override them.
-    ``why`` is the clause the run's first line prints ("" where N implies nothing)."""
+    ``why`` is the clause the run's first line prints ("" where N implies nothing).
+    ``batch_size``: the batch a flag sets, if any; the wide regime's warm-up then holds a full
+    first batch of it."""
     preset = PRESETS[name]
     ratio = preset.get("update_to_data")
     if ratio is not None:  # gpu_wide: the data per update held at any N
@@ -157,7 +160,7 @@ def implied(name: str, num_envs: int) -> tuple[dict[str, Any], str]:
                             f"vector step ({rule.update_to_data:g} per env step), {budget}")
         return values, (f"N = {num_envs} implies {budget}" if values else "")
     values.update(WIDE, **rule.wide)
-    values["start_steps"] = max(base["start_steps"], num_envs, WIDE["batch_size"])
+    values["start_steps"] = max(base["start_steps"], num_envs, batch_size or WIDE["batch_size"])
     return values, (f"N = {num_envs} >= {WIDE_FROM} implies the wide regime: "
                     f"{WIDE['updates_per_step']} critic updates of batch {WIDE['batch_size']} per "
                     f"vector step, the actor every {WIDE['critic_updates_per_actor']}nd, obs "
@@ -183,7 +186,7 @@ def preset_values(name: str, overrides: dict[str, Any] | None = None
     overrides = dict(overrides or {})
     base = PRESETS[name]["config"]
     num_envs = overrides.get("num_envs", base.get("num_envs", 1))
-    derived, why = implied(name, num_envs)
+    derived, why = implied(name, num_envs, overrides.get("batch_size"))
     kept = {k: v for k, v in derived.items() if k not in overrides}
     if why and len(kept) < len(derived):
         why += f" ({', '.join(sorted(set(derived) - set(kept)))} from the flags)"

@@ -205,6 +205,9 @@ def test_num_envs_implies_the_rule_for_the_cpu_and_gpu_presets(preset):
 def test_flags_win_over_what_num_envs_implies():
     assert presets.preset_config("gpu", {"num_envs": 1024, "updates_per_step": 6}).updates_per_step == 6
     assert presets.preset_config("gpu", {"num_envs": 64, "updates_per_step": 6}).updates_per_step == 6
+    # A wider batch from the flags gets a warm-up that fills it (the study's B 16,384).
+    wide = presets.preset_config("gpu", {"num_envs": 4096, "batch_size": 16384})
+    assert wide.start_steps == 16384 and wide.first_update_rows >= 16384
     # The first line says which implied values the flags replaced.
     values, why = presets.preset_values("cpu", {"num_envs": 4096, "batch_size": 256})
     assert values["batch_size"] == 256 and values["updates_per_step"] == 4

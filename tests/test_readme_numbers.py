@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BENCH_README = (ROOT / "benchmarks" / "README.md").read_text()
@@ -57,3 +59,35 @@ def test_any_n_table_is_the_any_n_json():
     assert {r["num_envs"] for r in rows} >= {16, 4096}
     for line in any_n.markdown_table(rows).splitlines():
         assert line in BENCH_README, line
+
+
+def test_any_n_task_table_and_memory_table_are_their_jsons():
+    """benchmarks/README's "Any N" rows for the other tasks (results/wide_report.json) and its
+    memory table (results/memory.json)."""
+    report = json.loads((RESULTS / "wide_report.json").read_text())["tasks"]
+
+    def run(task, label, n):
+        runs = [r for r in report[task]["runs"] if r["regime"] == label and r["num_envs"] == n]
+        assert len(runs) == 1, (task, label, n)
+        return runs[0]
+
+    for task, n, saved in (("inverted_pendulum", 4096, 11.6), ("CartpoleSwingup", 1024, 13.1),
+                           ("inverted_double_pendulum", 4096, 6.1),
+                           ("inverted_double_pendulum", 1024, 6.2)):
+        row = run(task, "u4_b1024_opt", n)
+        assert round(row["reach_bar"]["updates_saved"], 1) == saved
+        assert f"{row['reach_bar']['updates']:,} |" in BENCH_README
+    assert run("inverted_double_pendulum", "u4_b1024_opt_critic_bins101",
+               1024)["reach_bar"]["updates_saved"] == pytest.approx(7.7, abs=0.05)
+    width = run("halfcheetah", "u4_b1024_opt_hidden_size256", 256)
+    assert f"**{width['final_mean']:,.0f} ± {width['final_se']:.0f}**" in BENCH_README
+    rows = json.loads((RESULTS / "memory.json").read_text())["rows"]
+
+    def temporaries(label, env, batch):
+        [row] = [r for r in rows if (r["label"], r["env"], r["preset"], r["batch_size"])
+                 == (label, env, "gpu", batch)]
+        return row["gib"]["temporaries"]
+
+    assert round(temporaries("before", "humanoid", 256), 2) == 2.62  # "2.62 GiB" before
+    assert temporaries("rule", "humanoid", 1024) < 0.5  # the target
+    assert f"| **{temporaries('rule', 'humanoid', 1024):.2f}** |" in BENCH_README

@@ -162,11 +162,10 @@ def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
     if summarize:
         return summary_row(env, name, N, seed, budget, overrides, run_dir)
     t0 = time.perf_counter()
-    rows = train(cfg, env, seed=seed, out_dir=run_dir, overwrite=True, progress=False,
-                 extra_meta={"algorithm": f"QVPO {name}{overrides_tag(overrides)}"
-                                          + (f", {budget} steps" if other_budget
-                                                             else ""),
-                             "preset": f"scaling-{name}"})
+    train(cfg, env, seed=seed, out_dir=run_dir, overwrite=True, progress=False,
+          extra_meta={"algorithm": f"QVPO {name}{overrides_tag(overrides)}"
+                                   + (f", {budget} steps" if other_budget else ""),
+                      "preset": f"scaling-{name}"})
     wall = time.perf_counter() - t0
     row = summary_row(env, name, N, seed, budget, overrides, run_dir)
     row["wall_s_total"] = round(wall, 1)

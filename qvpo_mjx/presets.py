@@ -123,6 +123,13 @@ SCALING: dict[str, Scaling] = {
 }
 
 
+def _ratio_updates(ratio: float, num_envs: int) -> tuple[int, str]:
+    """updates_per_step = ratio x N (rounded half up, at least 1) and the clause saying so."""
+    ups = max(1, int(ratio * num_envs + 0.5))
+    return ups, (f"N = {num_envs} implies {ups} critic update{'s' * (ups > 1)} per vector step "
+                 f"({ratio:g} per env step)")
+
+
 def implied(name: str, num_envs: int, batch_size: int | None = None
             ) -> tuple[dict[str, Any], str]:
     """(config values, why) that ``num_envs`` implies for preset ``name``: flags override them.
@@ -132,9 +139,8 @@ def implied(name: str, num_envs: int, batch_size: int | None = None
     preset = PRESETS[name]
     ratio = preset.get("update_to_data")
     if ratio is not None:  # gpu_wide: the data per update held at any N
-        ups = max(1, int(ratio * num_envs + 0.5))
-        return {"updates_per_step": ups}, (f"N = {num_envs} implies {ups} critic updates per "
-                                           f"vector step ({ratio:g} per env step)")
+        ups, why = _ratio_updates(ratio, num_envs)
+        return {"updates_per_step": ups}, why
     rule = SCALING.get(name)
     if rule is None:
         return {}, ""
@@ -154,10 +160,8 @@ def implied(name: str, num_envs: int, batch_size: int | None = None
     budget = f"{total:,} env steps ({total // num_envs:,} vector steps)"
     if not wide:
         if rule.update_to_data is not None:
-            values["updates_per_step"] = max(1, int(rule.update_to_data * num_envs + 0.5))
-            ups = values["updates_per_step"]
-            return values, (f"N = {num_envs} implies {ups} critic update{'s' * (ups > 1)} per "
-                            f"vector step ({rule.update_to_data:g} per env step), {budget}")
+            values["updates_per_step"], why = _ratio_updates(rule.update_to_data, num_envs)
+            return values, f"{why}, {budget}"
         return values, (f"N = {num_envs} implies {budget}" if values else "")
     values.update(WIDE, **rule.wide)
     values["start_steps"] = max(base["start_steps"], num_envs, batch_size or WIDE["batch_size"])

@@ -51,11 +51,17 @@ def denoise(state: AgentState, actor_params: Params, obs: jax.Array, x_T: jax.Ar
     return diffusion.sample(eps_fn, schedule, x_T, noise, noise_ratio)
 
 
+def twin_q(state: AgentState, critic_params: Params, obs: jax.Array,
+           actions: jax.Array) -> jax.Array:
+    """Both critics' Q of K actions per state: obs (B, o), actions (B, K, d) -> (2, B, K)."""
+    obs_k = jnp.broadcast_to(obs[:, None, :], (*actions.shape[:-1], obs.shape[-1]))
+    return critic_q(state, critic_params, obs_k, actions)[0]
+
+
 def min_q(state: AgentState, critic_params: Params, obs: jax.Array,
           actions: jax.Array) -> jax.Array:
     """min(Q1, Q2) of K actions per state: obs (B, o), actions (B, K, d) -> (B, K)."""
-    obs_k = jnp.broadcast_to(obs[:, None, :], (*actions.shape[:-1], obs.shape[-1]))
-    return jnp.min(critic_q(state, critic_params, obs_k, actions)[0], axis=0)
+    return jnp.min(twin_q(state, critic_params, obs, actions), axis=0)
 
 
 def best_candidate(candidates: jax.Array, scores: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -79,8 +85,7 @@ def behavior_scores(state: AgentState, obs: jax.Array, actions: jax.Array) -> ja
     """The behaviour policy's score of K actions per state under the current critic:
     min(Q1, Q2) + kappa |Q1 - Q2| / 2, kappa = ``behavior_optimism`` (0: min(Q1, Q2), the
     reference). obs (B, o) normalised, actions (B, K, d) -> (B, K)."""
-    obs_k = jnp.broadcast_to(obs[:, None, :], (*actions.shape[:-1], obs.shape[-1]))
-    q = critic_q(state, state.critic_params, obs_k, actions)[0]  # (2, B, K)
+    q = twin_q(state, state.critic_params, obs, actions)
     return jnp.min(q, axis=0) + state.hparams["behavior_optimism"] * 0.5 * jnp.abs(q[0] - q[1])
 
 

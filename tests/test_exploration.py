@@ -130,6 +130,14 @@ def test_coverage_is_numpys_spread_of_the_filled_rows():
     got = float(replay.obs_spread(buf))
     assert got == pytest.approx(float(np.mean(obs.std(axis=0))), rel=1e-4)  # 24 rows unfilled
     assert float(replay.obs_spread(replay.init(8, 3, 1))) == 0.0
+    # A buffer larger than COVERAGE_ROWS: evenly spaced filled rows stand for all of them.
+    n, cap = 3 * replay.COVERAGE_ROWS, 4 * replay.COVERAGE_ROWS
+    big = rng.normal(size=(n, 2)) * np.array([2.0, 0.5]) + 10.0
+    buf = replay.add(replay.init(cap, 2, 1), agent.Transition(
+        obs=jnp.asarray(big, jnp.float32), action=jnp.zeros((n, 1)), reward=jnp.zeros(n),
+        next_obs=jnp.zeros((n, 2)), terminated=jnp.zeros(n)))
+    assert float(replay.obs_spread(buf)) == pytest.approx(float(np.mean(big.std(axis=0))),
+                                                          rel=0.02)
 
 
 def test_bad_exploration_settings_are_refused():

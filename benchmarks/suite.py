@@ -4,6 +4,7 @@
     python benchmarks/suite.py --quick               # CI-sized smoke test: 2 tasks, 2,048 steps
     python benchmarks/suite.py --tasks pendulum_swingup CartpoleSwingup --seeds 3
     python benchmarks/suite.py --variant adapt15 --set entropy_target_spread=0.15
+    python benchmarks/suite.py --algos qvpo sac td3  # + this loop's baselines (qvpo_mjx/algorithms/)
     python benchmarks/suite.py --report-only         # tables and plots from the saved runs
 
 Per task, at one env-step budget (``BUDGETS``; the same for every algorithm): QVPO with the
@@ -17,6 +18,8 @@ fraction of the task's reference:
     fraction = (R - R_random) / (R_reference - R_random),
 
 R_reference = the better of SAC and PPO on that measure (random policy = 0, the best peer = 1).
+``--algos`` adds this loop's baselines (``--algo``; same preset, budget, N and seeds as QVPO),
+reported on the same scale as ``ours_ALGO`` beside Brax's runs.
 Runs are saved as run directories (``--runs-dir``, default ``benchmarks/results/suite/``) and
 reused: a finished run is not trained again unless ``--rerun`` (QVPO's only if its saved config is
 the one it would run now), so variants and presets share the peers' runs. Writes
@@ -108,9 +111,12 @@ def qvpo_done(run_dir: Path, cfg) -> bool:
 
 
 def qvpo_run(task: str, preset: str, cfg, run_dir: Path) -> None:
+    """One batched run of this project's loop (QVPO, or the baseline ``cfg.algo``)."""
     from qvpo_mjx.train import train
+    label = run_dir.name.split("_", 1)[1]
+    label = ("QVPO " if cfg.algo == "qvpo" else f"{cfg.algo.upper()} (this loop) ") + label
     train(cfg, task, seed=0, out_dir=run_dir, overwrite=True, progress=False,
-          extra_meta={"preset": preset, "algorithm": "QVPO " + run_dir.name[len("qvpo_"):]})
+          extra_meta={"preset": preset, "algorithm": label})
 
 
 def peer_run(algo: str, task: str, budget: int, seed: int, run_dir: Path, evaluations: int,
@@ -169,7 +175,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--tasks", nargs="+", default=None)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=None, help="env steps for every task")
-    parser.add_argument("--peers", nargs="*", default=["sac", "ppo"])
+    parser.add_argument("--peers", nargs="*", default=["sac", "ppo"],
+                        help="Brax's algorithms, the outside reference")
+    parser.add_argument("--algos", nargs="+", default=["qvpo"],
+                        help="algorithms of this project's loop (qvpo_mjx/algorithms/), each with "
+                        "the preset and --set; a baseline's run is ALGO_PRESET[_VARIANT]")
     parser.add_argument("--skip-qvpo", action="store_true",
                         help="train only the peers (e.g. in a second process beside the QVPO one)")
     parser.add_argument("--quick", action="store_true")
@@ -191,25 +201,37 @@ def main(argv=None) -> dict:
         overrides = {**QUICK["qvpo"], **overrides}
     evaluations = QUICK["evaluations"] if args.quick else EVALUATIONS
     episode_length = QUICK["episode_length"] if args.quick else EPISODE_LENGTH
-    name = f"qvpo_{args.preset}" + (f"_{args.variant}" if args.variant else "")
+    suffix = f"_{args.preset}" + (f"_{args.variant}" if args.variant else "")
+    name = "qvpo" + suffix
+    from qvpo_mjx.config import ALGOS
+    unknown = sorted(set(args.algos) - set(ALGOS))
+    if unknown:
+        parser.error(f"--algos: unknown {unknown}; known: {', '.join(ALGOS)}")
+    baselines = [a for a in args.algos if a != "qvpo"]
     runs_dir = Path(args.runs_dir)
     out = Path(args.out or HERE / "results" / (
         "suite" + ("_quick" if args.quick else "") + (f"_{args.variant}" if args.variant else "")
         + ".json"))
     result = {"machine": machine_info(), "preset": args.preset, "variant": args.variant,
-              "overrides": overrides, "seeds": seeds, "num_envs": NUM_ENVS, "tasks": {}}
+              "overrides": overrides, "seeds": seeds, "num_envs": NUM_ENVS,
+              "algos": args.algos, "tasks": {}}
     t_start = time.perf_counter()
     for task in tasks:
         budget = args.budget or (QUICK["budget"] if args.quick else BUDGETS.get(task, 30_000))
         task_dir = runs_dir / task
         qvpo_dir = task_dir / name
+        own_dirs = {a: (qvpo_dir if a == "qvpo" else task_dir / (a + suffix)) for a in args.algos}
         peer_dirs = {algo: [task_dir / f"{algo}_s{s}" for s in range(seeds)]
                      for algo in args.peers}
         if not args.report_only:
-            cfg = qvpo_config(args.preset, budget, seeds, overrides, evaluations, episode_length)
-            if not args.skip_qvpo and (args.rerun or not qvpo_done(qvpo_dir, cfg)):
-                print(f"[{task}] {name}: {budget:,} env steps, {seeds} seeds", flush=True)
-                in_fresh_process(qvpo_run, task, args.preset, cfg, qvpo_dir)
+            for algo, run_dir in own_dirs.items():
+                cfg = qvpo_config(args.preset, budget, seeds,
+                                  overrides if algo == "qvpo" else {**overrides, "algo": algo},
+                                  evaluations, episode_length)
+                if not args.skip_qvpo and (args.rerun or not qvpo_done(run_dir, cfg)):
+                    print(f"[{task}] {run_dir.name}: {budget:,} env steps, {seeds} seeds",
+                          flush=True)
+                    in_fresh_process(qvpo_run, task, args.preset, cfg, run_dir)
             for algo, dirs in peer_dirs.items():
                 for s, d in enumerate(dirs):
                     if args.rerun or not finished(d, budget):
@@ -228,6 +250,8 @@ def main(argv=None) -> dict:
         row = {"budget": budget, "random": random, "qvpo": summarise([qvpo_dir], budget)}
         for algo, dirs in peer_dirs.items():
             row[algo] = summarise(dirs, budget)
+        for algo in baselines:  # this loop's baselines, beside the Brax peers of the same name
+            row[f"ours_{algo}"] = summarise([own_dirs[algo]], budget)
         peers = [row[a] for a in args.peers if row.get(a)]
         for measure in ("final", "mean_over_run"):
             ref = max((p[f"{measure}_mean"] for p in peers), default=math.nan)
@@ -236,10 +260,15 @@ def main(argv=None) -> dict:
                 row[f"fraction_{measure}"] = fraction(row["qvpo"][f"{measure}_mean"], random, ref)
                 row[f"fraction_{measure}_per_seed"] = [fraction(v, random, ref)
                                                        for v in row["qvpo"][measure]]
+            for algo in baselines:
+                if row[f"ours_{algo}"]:
+                    row[f"fraction_{measure}_ours_{algo}"] = fraction(
+                        row[f"ours_{algo}"][f"{measure}_mean"], random, ref)
         result["tasks"][task] = row
         plots = runs_dir / "plots"
         plots.mkdir(parents=True, exist_ok=True)
-        plot_task(task, [qvpo_dir, *[d for ds in peer_dirs.values() for d in ds]],
+        plot_task(task, [qvpo_dir, *[own_dirs[a] for a in baselines],
+                         *[d for ds in peer_dirs.values() for d in ds]],
                   plots / f"{task}{'_' + args.variant if args.variant else ''}.png",
                   f"{task}: {name} vs Brax {' / '.join(args.peers).upper()}, {budget:,} env steps")
     result["wall_s"] = time.perf_counter() - t_start
@@ -250,6 +279,12 @@ def main(argv=None) -> dict:
         print(f"{task:<26} {r['budget']:>7,} {r['random']:>8.1f} {r['reference_final']:>10.1f} "
               f"{q.get('final_mean', math.nan):>11.1f} {r.get('fraction_final', math.nan):>9.2f} "
               f"{r.get('fraction_mean_over_run', math.nan):>9.2f}")
+        for algo in baselines:
+            b = r.get(f"ours_{algo}") or {}
+            print(f"{'  ' + algo + ' (this loop)':<26} {'':>7} {'':>8} {'':>10} "
+                  f"{b.get('final_mean', math.nan):>11.1f} "
+                  f"{r.get(f'fraction_final_ours_{algo}', math.nan):>9.2f} "
+                  f"{r.get(f'fraction_mean_over_run_ours_{algo}', math.nan):>9.2f}")
     if args.markdown:
         print("\n" + markdown_table(result, args.peers))
     write_result(out, result)
@@ -265,13 +300,16 @@ def _mean_se(values: list[float]) -> str:
 def markdown_table(result: dict, peers: list[str]) -> str:
     """One row per task: budget, random, each peer's final return (mean ± s.e. over seeds),
     QVPO's final return per seed, and QVPO's fractions of the reference (final, mean over run)."""
+    ours = [a for a in result.get("algos", ["qvpo"]) if a != "qvpo"]
     head = (["task", "env steps", "random"] + [f"{p.upper()} final" for p in peers]
+            + [f"{a.upper()} (this loop) final" for a in ours]
             + ["QVPO final (per seed)", "fraction, final", "fraction, mean over run"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for task, r in result["tasks"].items():
         q = r.get("qvpo")
         cells = [task, f"{r['budget']:,}", f"{r['random']:.0f}"]
         cells += [_mean_se(r[p]["final"]) if r.get(p) else "-" for p in peers]
+        cells += [_mean_se(r[f"ours_{a}"]["final"]) if r.get(f"ours_{a}") else "-" for a in ours]
         cells += [f"{_mean_se(q['final'])} ({', '.join(f'{v:.0f}' for v in q['final'])})"
                   if q else "-",
                   f"{r.get('fraction_final', math.nan):.2f}",

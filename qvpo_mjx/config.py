@@ -22,6 +22,7 @@ from typing import Any
 BETA_SCHEDULES = ("cosine", "linear", "vp")
 Q_TRANSFORMS = ("qadv", "qcut", "qrelu", "qexpn")
 BEHAVIOR_NOISES = ("white", "ar1", "pink")  # qvpo_mjx/behavior_noise.py
+ALGOS = ("qvpo", "sac", "td3")  # qvpo_mjx/algorithms/
 
 
 def _field(default: Any, doc: str, *, traced: bool = False) -> Any:
@@ -160,6 +161,25 @@ class QVPOConfig:
         0, "D: devices that share the environments, the replay buffer and every batch (data "
         "parallel, gradients averaged); 0 means every device JAX sees.")
 
+    # --- the algorithm (qvpo_mjx/algorithms/; baselines, not in the reference) ----------------
+    algo: str = _field(
+        "qvpo", f"The algorithm the loop trains, one of {ALGOS}. qvpo is this project's. The "
+        "baselines sac and td3 use the same loop, replay buffer, critics (critic_* fields and "
+        "the options), learning rates, gamma, tau, batch and update schedule; the diffusion and "
+        "selection fields apply to qvpo alone, and their own fields are the sac_* and td3_* "
+        "below.")
+    sac_alpha_lr: float = _field(3e-4, "sac: Adam learning rate of log(alpha), the temperature "
+                                 "(softlearning's default).")
+    sac_initial_alpha: float = _field(1.0, "sac: the temperature alpha at the start (log alpha "
+                                      "0, softlearning's).")
+    sac_target_entropy: float = _field(
+        -1.0, "sac: the entropy the temperature holds, per action dimension (target -d for "
+        "the default -1, SAC's heuristic).")
+    td3_action_noise: float = _field(0.1, "td3: std of the Gaussian noise added to mu(s) when "
+                                     "acting (Fujimoto et al.).")
+    td3_target_noise: float = _field(0.2, "td3: std of the target policy's smoothing noise.")
+    td3_target_noise_clip: float = _field(0.5, "td3: the smoothing noise is clipped to +- this.")
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -193,6 +213,24 @@ class QVPOConfig:
         if not (_finite(self.behavior_optimism) and self.behavior_optimism >= 0):
             raise ValueError(f"behavior_optimism must be a non-negative finite number, got "
                              f"{self.behavior_optimism!r}")
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}")
+        if self.algo != "qvpo":
+            for name, ref in (("behavior_noise", "white"), ("behavior_optimism", 0.0)):
+                if getattr(self, name) != ref:
+                    raise ValueError(f"{name} ({getattr(self, name)!r}) applies to qvpo's "
+                                     f"diffusion sampler and selection; algo {self.algo} needs "
+                                     f"{ref!r}")
+        for name in ("sac_alpha_lr", "sac_initial_alpha"):
+            value = getattr(self, name)
+            if not _finite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        for name in ("td3_action_noise", "td3_target_noise", "td3_target_noise_clip"):
+            value = getattr(self, name)
+            if not _finite(value) or value < 0:
+                raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+        if not _finite(self.sac_target_entropy):
+            raise ValueError(f"sac_target_entropy must be finite, got {self.sac_target_entropy!r}")
         if self.q_transform not in Q_TRANSFORMS:
             raise ValueError(f"q_transform must be one of {', '.join(Q_TRANSFORMS)}; "
                              f"got {self.q_transform!r}")

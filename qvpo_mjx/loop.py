@@ -26,13 +26,15 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import envs
-from qvpo_mjx import agent, behavior_noise, parallel, replay
+from qvpo_mjx import agent, algorithms, behavior_noise, parallel, replay
 from qvpo_mjx.config import QVPOConfig
 
 
 @struct.dataclass
 class TrainState:
-    agent: agent.AgentState  # holds the run's counters of env steps, critic and actor updates
+    # The algorithm's state (agent.AgentState for qvpo; qvpo_mjx/algorithms/): holds the run's
+    # counters of env steps, critic and actor updates.
+    agent: Any
     replay: replay.ReplayBuffer
     env: envs.EnvState
     key: jax.Array
@@ -76,6 +78,7 @@ class Trainer:
         # split are checked, and the rounded ones are noted (the run's first line shows them).
         self.config, self.fit_notes = config.fit_to_devices(D)
         config = self.config
+        self.algorithm = algorithms.get(config.algo)
         self.num_devices = D
         self.devices = available[:D]
         self.mesh = Mesh(np.array(self.devices), (DEVICE_AXIS,))
@@ -92,8 +95,8 @@ class Trainer:
     # state ------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> TrainState:
         k_agent, k_env, k_run = jax.random.split(key, 3)
-        agent_state = agent.init(k_agent, self.vec.observation_size, self.vec.action_size,
-                                 self.config)
+        agent_state = self.algorithm.init(k_agent, self.vec.observation_size,
+                                          self.vec.action_size, self.config)
         state = TrainState(
             agent=agent_state,
             replay=replay.init(self.config.replay_size, self.vec.observation_size,
@@ -215,7 +218,7 @@ class Trainer:
             draws = None
 
         def behave():
-            return agent.act_with_stats(state.agent, obs, k_act, draws)
+            return self.algorithm.act(state.agent, obs, k_act, draws)
 
         behavior_zeros = jax.tree.map(lambda v: jnp.zeros(v.shape, v.dtype),
                                       jax.eval_shape(behave)[1])
@@ -276,7 +279,11 @@ class Trainer:
         # buffer again); only their obs rows are gathered.
         actor_batches = U // cfg.critic_updates_per_actor if U % cfg.critic_updates_per_actor \
             == 0 else U
-        actor_rows = replay.sample_rows(buffer, k_actor_rows, (actor_batches, B))
+        if self.algorithm.actor_own_batch:
+            actor_rows = replay.sample_rows(buffer, k_actor_rows, (actor_batches, B))
+        else:  # the critic batch just used: the last of each group, or each one
+            n = cfg.critic_updates_per_actor
+            actor_rows = critic_rows[n - 1::n] if actor_batches < U else critic_rows
         if cfg.n_step == 1:
             def critic_batch(i):
                 return replay.gather(buffer, critic_rows[i])
@@ -288,7 +295,8 @@ class Trainer:
         agent_state, metrics, actor_updates = agent.scheduled_updates(
             agent_state, critic_batch, lambda j: buffer.data.obs[actor_rows[j]], U, k_update,
             cfg.critic_updates_per_actor, self.axis_name,
-            shared=lambda x: self._shared(x, seed_axis))
+            shared=lambda x: self._shared(x, seed_axis),
+            critic_step_fn=self.algorithm.critic_step, actor_step_fn=self.algorithm.actor_step)
         metrics = parallel.pmean(metrics, self.axis_name)
         return agent_state, {"critic": _part(metrics, "critic"), "actor": _part(metrics, "actor"),
                              "actor_updates": actor_updates}
@@ -311,7 +319,7 @@ class Trainer:
 
         def body(carry, k):
             env_state, returns, alive = carry
-            action = agent.eval_act(agent_state, env_state.obs, k)
+            action = self.algorithm.eval_act(agent_state, env_state.obs, k)
             env_state, result = self.eval_vec.step(env_state, action, auto_reset=False)
             returns = returns + alive * result.reward
             alive = alive * (1.0 - result.done)

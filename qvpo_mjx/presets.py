@@ -86,6 +86,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 # `eval_vector_steps` (an evaluation is 1,000 steps of the eval envs: a chunk of one vector step
 # would be mostly evaluation).
 WIDE_FROM = 256
+
+# What a baseline (``--algo``, qvpo_mjx/algorithms/) raises in a preset's values unless a flag
+# sets the field: TD3's policy delay is part of TD3 (its actor takes every 2nd critic update).
+ALGO_FLOORS: dict[str, dict[str, int]] = {"td3": {"critic_updates_per_actor": 2}}
 WIDE = {"updates_per_step": 4, "batch_size": 1024, "critic_updates_per_actor": 2, **WIDE_OPTIONS}
 
 
@@ -194,4 +198,8 @@ def preset_values(name: str, overrides: dict[str, Any] | None = None
     kept = {k: v for k, v in derived.items() if k not in overrides}
     if why and len(kept) < len(derived):
         why += f" ({', '.join(sorted(set(derived) - set(kept)))} from the flags)"
-    return {**base, **kept, **overrides}, why
+    values = {**base, **kept}
+    algo = overrides.get("algo", values.get("algo", "qvpo"))
+    for field, floor in ALGO_FLOORS.get(algo, {}).items():
+        values[field] = max(floor, values.get(field, getattr(QVPOConfig, field)))
+    return {**values, **overrides}, why

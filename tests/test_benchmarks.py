@@ -77,6 +77,7 @@ def test_scaling_regimes_keep_the_ratios_they_are_named_for():
 def test_suite_quick_reports_fractions_of_the_better_peer(tmp_path):
     out = tmp_path / "suite.json"
     proc = subprocess.run([sys.executable, "benchmarks/suite.py", "--quick", "--peers", "sac",
+                           "--algos", "qvpo", "sac",
                            "--runs-dir", str(tmp_path / "runs"), "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -86,6 +87,11 @@ def test_suite_quick_reports_fractions_of_the_better_peer(tmp_path):
         q, ref, rand = row["qvpo"], row["reference_final"], row["random"]
         assert row["sac"]["final_mean"] == ref  # the only peer is the reference
         assert row["fraction_final"] == pytest.approx((q["final_mean"] - rand) / (ref - rand))
+        ours = row["ours_sac"]  # this loop's SAC beside Brax's, on the same scale
+        assert row["fraction_final_ours_sac"] == pytest.approx(
+            (ours["final_mean"] - rand) / (ref - rand))
+        assert json.loads((tmp_path / "runs" / task / "sac_cpu" / "config.json").read_text()
+                          )["config"]["algo"] == "sac"
         assert (tmp_path / "runs" / "plots" / f"{task}.png").exists()
 
 

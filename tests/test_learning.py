@@ -70,3 +70,16 @@ def test_cpu_preset_reaches_the_maximum(seed, optimized):
     rows = train(QVPOConfig(**PRESETS["cpu"]["config"]), "inverted_pendulum", seed=seed,
                  progress=False)
     assert max(r["eval_return_mean"] for r in rows) >= 1000.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_baselines_learn_inverted_pendulum_in_the_same_loop(algo, optimized):
+    # The cpu preset with --algo: seed 0 reached 1000 at 10k env steps (SAC) and 18k (TD3) of
+    # the preset's 20k when the baselines were added (48 s and 110 s on one busy core).
+    cfg = QVPOConfig(**{**PRESETS["cpu"]["config"], "algo": algo,
+                        "critic_updates_per_actor": 2 if algo == "td3" else 1})
+    rows = train(cfg, "inverted_pendulum", seed=0, progress=False)
+    returns = [r["eval_return_mean"] for r in rows]
+    assert returns[0] < 200, returns
+    assert max(returns) >= 1000.0, returns

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -5,7 +7,7 @@ import pytest
 from brax.envs.base import Env, State
 
 import envs
-from qvpo_mjx import agent, replay
+from qvpo_mjx import agent, algorithms, replay
 from qvpo_mjx.config import QVPOConfig
 from qvpo_mjx.loop import Trainer
 
@@ -83,8 +85,7 @@ def spy_on_batches(monkeypatch):
     its observations (``critic/obs_mean``, ``actor/obs_mean``), the mean length of its n-step
     windows (``critic/reward_steps``) and the share of its windows that stay in one env's
     episode with t advancing by their length (``critic/window_ok``; tagged_counter only)."""
-    from qvpo_mjx.agent import updates as agent_update
-    critic_step, actor_step = agent_update.critic_step, agent_update.actor_step
+    critic_step, actor_step = agent.critic_step, agent.actor_step
 
     def critic_spy(state, batch, key, axis_name=None):
         state, metrics = critic_step(state, batch, key, axis_name)
@@ -100,8 +101,10 @@ def spy_on_batches(monkeypatch):
         state, metrics = actor_step(state, obs, key, axis_name)
         return state, {**metrics, "actor/obs_mean": jnp.mean(obs)}
 
-    monkeypatch.setattr(agent_update, "critic_step", critic_spy)
-    monkeypatch.setattr(agent_update, "actor_step", actor_spy)
+    # The loop calls the steps the algorithm registry holds (Trainer reads it when built).
+    qvpo = algorithms.ALGORITHMS["qvpo"]
+    monkeypatch.setitem(algorithms.ALGORITHMS, "qvpo", dataclasses.replace(
+        qvpo, critic_step=critic_spy, actor_step=actor_spy))
 
 
 def transitions(start, n, obs=3, act=1):

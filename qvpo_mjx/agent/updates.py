@@ -233,16 +233,19 @@ def update(state: AgentState, batch: Transition, key: jax.Array,
 
 
 def delayed_update(state: AgentState, batches: Transition, key: jax.Array,
-                   axis_name: str | None = None, actor_obs: jax.Array | None = None
+                   axis_name: str | None = None, actor_obs: jax.Array | None = None,
+                   critic_step_fn: Callable = critic_step, actor_step_fn: Callable = actor_step
                    ) -> tuple[AgentState, Metrics]:
     """n critic steps, then one actor step on ``actor_obs`` (B, o) (None: the last batch's
     states). batches: (n, B) transitions. With n = 1 it is :func:`update` (the keys split
-    alike). Returns the state and scalar metrics (the critic's averaged over the n updates)."""
+    alike). Returns the state and scalar metrics (the critic's averaged over the n updates).
+    ``critic_step_fn`` / ``actor_step_fn``: another algorithm's steps, with the signatures of
+    :func:`critic_step` and :func:`actor_step` (qvpo_mjx/algorithms/)."""
     n = batches.reward.shape[0]
     keys = jax.random.split(key, n + 1)  # critic keys first, as update splits them
     state, critic_metrics = jax.lax.scan(
-        lambda s, xs: critic_step(s, *xs, axis_name), state, (batches, keys[:n]))
-    state, actor_metrics = actor_step(
+        lambda s, xs: critic_step_fn(s, *xs, axis_name), state, (batches, keys[:n]))
+    state, actor_metrics = actor_step_fn(
         state, batches.obs[-1] if actor_obs is None else actor_obs, keys[n], axis_name)
     return state, {**jax.tree.map(jnp.mean, critic_metrics), **actor_metrics}
 
@@ -251,7 +254,8 @@ def scheduled_updates(state: AgentState, critic_batch: Callable[[jax.Array], Tra
                       actor_obs: Callable[[jax.Array], jax.Array], num_updates: int,
                       key: jax.Array, critic_updates_per_actor: int,
                       axis_name: str | None = None,
-                      shared: Callable[[jax.Array], jax.Array] = lambda x: x
+                      shared: Callable[[jax.Array], jax.Array] = lambda x: x,
+                      critic_step_fn: Callable = critic_step, actor_step_fn: Callable = actor_step
                       ) -> tuple[AgentState, Metrics, jax.Array]:
     """``num_updates`` = U critic updates, with an actor update after every
     ``critic_updates_per_actor`` = n-th critic update of the run (``state.critic_updates``
@@ -262,6 +266,8 @@ def scheduled_updates(state: AgentState, critic_batch: Callable[[jax.Array], Tra
     reference's second, independent batch). Batches are fetched inside the update scan, so no
     more than one group of them is ever held at once. ``shared``: makes the run's count one
     unbatched value under a seed ``vmap``, so the actor's turn stays a branch.
+    ``critic_step_fn`` / ``actor_step_fn``: the algorithm's two steps (QVPO's by default; any
+    algorithm of qvpo_mjx/algorithms/ is scheduled by this one function).
 
     Returns the state, the metrics (critic ones averaged over the U critic updates, actor ones
     over the actor updates made, 0 where none) and how many actor updates were made."""
@@ -274,22 +280,22 @@ def scheduled_updates(state: AgentState, critic_batch: Callable[[jax.Array], Tra
         def group(s, xs):
             j, k = xs
             return delayed_update(s, critic_batch(j * n + jnp.arange(n)), k, axis_name,
-                                  actor_obs(j))
+                                  actor_obs(j), critic_step_fn, actor_step_fn)
 
         state, metrics = jax.lax.scan(
             group, state, (jnp.arange(groups), jax.random.split(key, groups)))
         return state, jax.tree.map(jnp.mean, metrics), jnp.float32(groups)
 
     no_actor = jax.tree.map(lambda v: jnp.zeros(v.shape, v.dtype), jax.eval_shape(
-        lambda s, k: actor_step(s, actor_obs(jnp.int32(0)), k, axis_name)[1], state, key))
+        lambda s, k: actor_step_fn(s, actor_obs(jnp.int32(0)), k, axis_name)[1], state, key))
 
     def body(s, xs):
         i, k = xs
         k_critic, k_actor = jax.random.split(k)
-        s, critic_metrics = critic_step(s, critic_batch(i), k_critic, axis_name)
+        s, critic_metrics = critic_step_fn(s, critic_batch(i), k_critic, axis_name)
         turn = shared(s.critic_updates) % n == 0
         s, actor_metrics = jax.lax.cond(
-            turn, lambda s: actor_step(s, actor_obs(i), k_actor, axis_name),
+            turn, lambda s: actor_step_fn(s, actor_obs(i), k_actor, axis_name),
             lambda s: (s, no_actor), s)
         return s, (critic_metrics, actor_metrics, turn.astype(jnp.float32))
 

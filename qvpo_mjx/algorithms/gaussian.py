@@ -1,0 +1,200 @@
+"""What the Gaussian baselines (SAC, TD3) share: their actors, their state, and one critic step.
+
+The critics are QVPO's own (``networks.TwinCritic``, with every critic option: width, LayerNorm,
+``critic_bins``), read through ``agent.critic_q`` and trained by ``agent.critic_loss``, and
+observations are normalised by ``agent.normalize_obs``: those functions read only the fields this
+state shares with ``agent.AgentState`` (``critic``, ``structure``, ``hparams``, ``obs_stats``), so
+a comparison between algorithms differs in the actor and its losses, nothing else.
+
+The actors follow SAC's and TD3's public code: two hidden layers of ``hidden_size`` ReLU units
+(Glorot-uniform weights, zero biases), plain Adam (no gradient clipping, epsilon 1e-8) at the
+config's ``actor_lr`` and ``critic_lr``.
+
+Shapes: ``B`` states, ``o`` observation size, ``d`` action size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from qvpo_mjx import parallel
+from qvpo_mjx.agent.normalizer import ObsStats, normalize_obs
+from qvpo_mjx.agent.state import Metrics, Params, Transition
+from qvpo_mjx.agent.updates import critic_loss, td_target
+from qvpo_mjx.agent.values import critic_q
+from qvpo_mjx.config import QVPOConfig
+from qvpo_mjx.networks import TwinCritic
+
+ACTOR_HIDDEN_LAYERS = 2  # SAC's (softlearning) and TD3's (author's code) actors
+STD_MIN = 1e-5  # sigma = softplus(raw) + 1e-5, softlearning's
+
+
+def _dense(features: int) -> nn.Dense:
+    return nn.Dense(features, kernel_init=nn.initializers.glorot_uniform(),
+                    bias_init=nn.initializers.zeros)
+
+
+class TanhGaussianActor(nn.Module):
+    """SAC's policy head: s (..., o) -> (mean (..., d), std (..., d)) of the pre-tanh normal."""
+
+    action_size: int
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, s: jax.Array) -> tuple[jax.Array, jax.Array]:
+        h = s
+        for _ in range(ACTOR_HIDDEN_LAYERS):
+            h = nn.relu(_dense(self.hidden_size)(h))
+        return _dense(self.action_size)(h), jax.nn.softplus(_dense(self.action_size)(h)) + STD_MIN
+
+
+class DeterministicActor(nn.Module):
+    """TD3's policy: s (..., o) -> mu(s) = tanh(MLP(s)) (..., d)."""
+
+    action_size: int
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, s: jax.Array) -> jax.Array:
+        h = s
+        for _ in range(ACTOR_HIDDEN_LAYERS):
+            h = nn.relu(_dense(self.hidden_size)(h))
+        return jnp.tanh(_dense(self.action_size)(h))
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineStructure:
+    """The static part of a baseline's state: sizes, code paths and the algorithm's own fields
+    (plain floats: they are fixed for a run, unlike the traced ``hparams``)."""
+
+    algo: str
+    obs_size: int
+    action_size: int
+    hidden_size: int
+    critic_hidden_size: int
+    critic_layer_norm: bool
+    critic_bins: int
+    obs_normalization: bool
+    sac_alpha_lr: float
+    sac_target_entropy: float
+    td3_action_noise: float
+    td3_target_noise: float
+    td3_target_noise_clip: float
+
+    @classmethod
+    def of(cls, config: QVPOConfig, obs_size: int, action_size: int) -> "BaselineStructure":
+        sizes = {"obs_size": int(obs_size), "action_size": int(action_size)}
+        return cls(**sizes, **{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)
+                               if f.name not in sizes})
+
+    @property
+    def actor(self) -> nn.Module:
+        cls = DeterministicActor if self.algo == "td3" else TanhGaussianActor
+        return cls(action_size=self.action_size, hidden_size=self.hidden_size)
+
+    @property
+    def critic(self) -> TwinCritic:
+        return TwinCritic(hidden_size=self.critic_hidden_size or self.hidden_size,
+                          layer_norm=self.critic_layer_norm, bins=self.critic_bins)
+
+
+@struct.dataclass
+class BaselineState:
+    """A Gaussian baseline's state. ``actor_target_params`` is TD3's target policy ({} for SAC,
+    which has none); ``log_alpha`` and ``alpha_opt_state`` are SAC's temperature and its Adam
+    state (held, unused, by TD3 so both share one layout)."""
+
+    actor_params: Params
+    critic_params: Params
+    actor_target_params: Params
+    critic_target_params: Params
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    log_alpha: jax.Array  # () float32
+    alpha_opt_state: optax.OptState
+    hparams: dict[str, jax.Array]  # the config's traced fields, float32 scalars
+    obs_stats: ObsStats
+    critic_updates: jax.Array  # () int32
+    actor_updates: jax.Array  # () int32
+    env_steps: jax.Array  # () int32
+    structure: BaselineStructure = struct.field(pytree_node=False)
+
+    @property
+    def actor(self) -> nn.Module:
+        return self.structure.actor
+
+    @property
+    def critic(self) -> TwinCritic:
+        return self.structure.critic
+
+
+def adam(lr: jax.Array | float) -> optax.GradientTransformation:
+    """Plain Adam (PyTorch's and TF's defaults, as SAC's and TD3's code run it)."""
+    return optax.chain(optax.scale_by_adam(), optax.scale(-lr))
+
+
+def adam_step(params, opt_state, grads, lr):
+    updates, opt_state = adam(lr).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) -> BaselineState:
+    """Fresh networks from ``key``; the critic target a copy of the critic, TD3's actor target
+    a copy of its actor; log alpha = log(sac_initial_alpha)."""
+    structure = BaselineStructure.of(config, obs_size, action_size)
+    hparams = {k: jnp.asarray(v, jnp.float32) for k, v in config.hyperparams().items()}
+    k_actor, k_critic = jax.random.split(key)
+    actor_params = structure.actor.init(k_actor, jnp.zeros((obs_size,)))
+    critic_params = structure.critic.init(k_critic, jnp.zeros((obs_size,)),
+                                          jnp.zeros((action_size,)))
+    log_alpha = jnp.log(jnp.asarray(config.sac_initial_alpha, jnp.float32))
+    zero = jnp.zeros((), jnp.int32)
+    return BaselineState(
+        actor_params=actor_params, critic_params=critic_params,
+        # Copies, not aliases: a donated state must not hold one buffer twice.
+        actor_target_params=(jax.tree.map(jnp.copy, actor_params) if config.algo == "td3"
+                             else {}),
+        critic_target_params=jax.tree.map(jnp.copy, critic_params),
+        actor_opt_state=adam(0.0).init(actor_params),
+        critic_opt_state=adam(0.0).init(critic_params),
+        log_alpha=log_alpha, alpha_opt_state=adam(0.0).init(log_alpha), hparams=hparams,
+        obs_stats=ObsStats.init(obs_size), critic_updates=zero, actor_updates=zero,
+        env_steps=zero, structure=structure)
+
+
+def twin_q(state: BaselineState, critic_params: Params, obs: jax.Array,
+           actions: jax.Array) -> jax.Array:
+    """Both critics' Q: obs (B, o), actions (B, d) -> (2, B)."""
+    return critic_q(state, critic_params, obs, actions)[0]
+
+
+def critic_update(state: BaselineState, batch: Transition, key: jax.Array,
+                  next_value: Callable[[BaselineState, jax.Array, jax.Array], jax.Array],
+                  axis_name: str | None = None) -> tuple[BaselineState, Metrics]:
+    """One critic step towards y = r + gamma^h (1 - terminated) next_value(state, s', key),
+    both critics by MSE (or HL-Gauss with ``critic_bins``), Adam at ``critic_lr``. batch: (B,)
+    raw transitions; ``next_value`` returns (B,) from normalised next states. Targets do not
+    move here (each algorithm moves them on its own schedule)."""
+    batch = batch.replace(obs=normalize_obs(state, batch.obs),
+                          next_obs=normalize_obs(state, batch.next_obs))
+    target = td_target(state, batch, next_value(state, batch.next_obs, key))
+    (loss, q), grads = jax.value_and_grad(
+        lambda p: critic_loss(state, p, batch, target), has_aux=True)(state.critic_params)
+    grads = parallel.pmean(grads, axis_name)
+    params, opt_state = adam_step(state.critic_params, state.critic_opt_state, grads,
+                                  state.hparams["critic_lr"])
+    metrics = {"critic/loss": loss, "critic/q_mean": jnp.mean(q),
+               "critic/q_target": jnp.mean(target), "critic/grad_norm": optax.tree.norm(grads)}
+    return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
+
+
+def at_bounds(action: jax.Array) -> jax.Array:
+    """The share of action components at +-1: () float32."""
+    return jnp.mean((jnp.abs(action) >= 1.0 - 1e-6).astype(jnp.float32))

@@ -1,0 +1,240 @@
+"""The baselines behind the algorithm interface (qvpo_mjx/algorithms/): SAC's and TD3's defining
+steps against the closed forms of BASELINES.md, their targets' schedules, and each algorithm in
+the loop with the options, seeds and resume."""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qvpo_mjx import agent, algorithms, cli, rundir
+from qvpo_mjx.algorithms import gaussian, sac, td3
+from qvpo_mjx.config import QVPOConfig
+from qvpo_mjx.loop import Trainer
+from qvpo_mjx.presets import preset_values
+from test_loop import TINY, TINY_ENV
+from test_train_cli import TINY_FLAGS
+
+OBS, D = 3, 2
+
+
+def state_of(algo, **changes):
+    cfg = TINY.replace(algo=algo, **changes)
+    return gaussian.init(jax.random.PRNGKey(0), OBS, D, cfg)
+
+
+def batch(B=8, seed=1):
+    k = jax.random.split(jax.random.PRNGKey(seed), 4)
+    return agent.Transition(obs=jax.random.normal(k[0], (B, OBS)),
+                            action=jax.random.uniform(k[1], (B, D), minval=-1, maxval=1),
+                            reward=jax.random.normal(k[2], (B,)),
+                            next_obs=jax.random.normal(k[3], (B, OBS)),
+                            terminated=jnp.zeros((B,)))
+
+
+def max_diff(a, b):
+    return max(float(jnp.max(jnp.abs(x - y))) for x, y in
+               zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+# --- SAC: BASELINES.md's closed forms ------------------------------------------------------
+def test_sac_log_prob_of_the_centre_sample():
+    a, log_prob = sac.squash(jnp.zeros((1,)), jnp.ones((1,)), jnp.zeros((1,)))
+    assert float(a[0]) == 0.0
+    assert abs(float(log_prob) - (-0.918939)) < 2e-6  # -ln sqrt(2 pi), less the 1e-6 guard
+
+
+def test_sac_log_prob_is_the_change_of_variables_density():
+    # At a = tanh(u): log N(u; m, s) - log(1 - a^2), against scipy's normal density.
+    mean, std, xi = jnp.array([0.3, -1.2]), jnp.array([0.5, 2.0]), jnp.array([0.7, -0.4])
+    a, log_prob = sac.squash(mean, std, xi)
+    u = mean + std * xi
+    expected = jnp.sum(jax.scipy.stats.norm.logpdf(u, mean, std) - jnp.log(1 - jnp.tanh(u) ** 2))
+    np.testing.assert_allclose(a, jnp.tanh(u), rtol=1e-6)
+    assert abs(float(log_prob - expected)) < 1e-4
+
+
+def test_sac_temperature_loss_and_its_gradient():
+    loss, grad = jax.value_and_grad(sac.temperature_loss)(jnp.float32(0.0),
+                                                          jnp.array([-0.918939]), -1.0)
+    assert abs(float(loss) - 1.918939) < 1e-5
+    assert abs(float(grad) - 1.918939) < 1e-5  # so Adam lowers log alpha: entropy above target
+
+
+def test_sac_soft_td_target():
+    state = state_of("sac")  # gamma 0.99
+    b = agent.Transition(obs=jnp.zeros((1, OBS)), action=jnp.zeros((1, D)), reward=jnp.ones((1,)),
+                         next_obs=jnp.zeros((1, OBS)), terminated=jnp.zeros((1,)))
+    y = agent.td_target(state, b, sac.soft_value(jnp.array([2.0]), 1.0, jnp.array([-0.918939])))
+    assert abs(float(y[0]) - 3.889750) < 1e-5
+
+
+def test_sac_steps_move_the_critic_target_every_update_and_the_temperature_with_the_actor():
+    state = state_of("sac")
+    b = batch()
+    new, metrics = sac.critic_step(state, b, jax.random.PRNGKey(2))
+    tau = float(state.hparams["tau"])
+    expected = jax.tree.map(lambda t, o: t + tau * (o - t), state.critic_target_params,
+                            new.critic_params)
+    assert max_diff(new.critic_target_params, expected) < 1e-6
+    assert max_diff(new.critic_params, state.critic_params) > 0
+    assert int(new.critic_updates) == 1 and int(new.actor_updates) == 0
+    assert new.actor_target_params == {}  # SAC has no target actor
+    after, m = sac.actor_step(new, b.obs, jax.random.PRNGKey(3))
+    assert int(after.actor_updates) == 1
+    assert float(after.log_alpha) != float(new.log_alpha)
+    assert max_diff(after.critic_target_params, new.critic_target_params) == 0
+    # Adam's first step moves log alpha by lr against the sign of the temperature gradient:
+    # entropy above the target (-d) lowers alpha, below it raises it.
+    entropy = float(m["actor/entropy"])  # of the policy sample before the step (close enough)
+    step = float(after.log_alpha - new.log_alpha)
+    assert abs(abs(step) - TINY.sac_alpha_lr) < 1e-6
+    assert math.copysign(1, step) == (-1 if entropy > -D else 1)
+
+
+# --- TD3 ------------------------------------------------------------------------------------
+def test_td3_smoothed_target_action_and_target():
+    a = td3.smoothed_action(jnp.array([0.9]), jnp.array([0.7]), 0.5)
+    assert float(a[0]) == 1.0  # noise clipped to 0.5, the sum to 1
+    q1, q2 = 2.0 * a, 3.0 * a
+    state = state_of("td3")
+    for terminated, y_expected in ((0.0, 2.98), (1.0, 1.0)):
+        b = agent.Transition(obs=jnp.zeros((1, OBS)), action=jnp.zeros((1, D)),
+                             reward=jnp.ones((1,)), next_obs=jnp.zeros((1, OBS)),
+                             terminated=jnp.full((1,), terminated))
+        y = agent.td_target(state, b, jnp.minimum(q1, q2))
+        assert abs(float(y[0]) - y_expected) < 1e-5
+
+
+def test_td3_targets_move_only_with_the_delayed_actor():
+    state = state_of("td3")
+    b = batch()
+    new, _ = td3.critic_step(state, b, jax.random.PRNGKey(2))
+    assert max_diff(new.critic_target_params, state.critic_target_params) == 0
+    assert max_diff(new.actor_target_params, state.actor_target_params) == 0
+    assert max_diff(new.critic_params, state.critic_params) > 0
+    after, _ = td3.actor_step(new, b.obs, jax.random.PRNGKey(3))
+    tau = float(state.hparams["tau"])
+    for target, old, online in ((after.actor_target_params, new.actor_target_params,
+                                 after.actor_params),
+                                (after.critic_target_params, new.critic_target_params,
+                                 new.critic_params)):
+        expected = jax.tree.map(lambda t, o: t + tau * (o - t), old, online)
+        assert max_diff(target, expected) < 1e-6
+    assert int(after.actor_updates) == 1 and int(after.critic_updates) == 1
+
+
+def test_td3_actor_step_raises_q1_of_its_action():
+    state = state_of("td3")
+    obs = batch(B=64).obs
+    q1 = lambda s: float(jnp.mean(gaussian.twin_q(  # noqa: E731
+        s, s.critic_params, obs, s.actor.apply(s.actor_params, obs))[0]))
+    s = state
+    for i in range(5):
+        s, _ = td3.actor_step(s, obs, jax.random.PRNGKey(i))
+    assert q1(s) > q1(state)
+
+
+def test_td3_acting_adds_clipped_gaussian_noise_and_evaluation_is_mu():
+    state = state_of("td3", td3_action_noise=0.1)
+    obs = batch(B=4096).obs
+    mu = state.actor.apply(state.actor_params, obs)
+    action, _ = td3.act(state, obs, jax.random.PRNGKey(5))
+    inside = jnp.abs(mu + 0.3) < 0.7  # far from the bounds, where clipping cannot act
+    diff = (action - mu)[inside]
+    assert abs(float(jnp.std(diff)) - 0.1) < 0.005 and abs(float(jnp.mean(diff))) < 0.005
+    assert float(jnp.max(jnp.abs(action))) <= 1.0
+    np.testing.assert_array_equal(td3.eval_act(state, obs, jax.random.PRNGKey(0)), mu)
+
+
+# --- The interface and the settings ---------------------------------------------------------
+def test_every_algorithm_is_registered_and_unknown_ones_are_named():
+    assert set(algorithms.ALGORITHMS) == {"qvpo", "sac", "td3"}
+    with pytest.raises(ValueError, match="known: qvpo, sac, td3"):
+        algorithms.get("ppo")
+    with pytest.raises(ValueError, match="algo must be one of"):
+        QVPOConfig(algo="ppo")
+
+
+def test_qvpo_only_exploration_options_are_refused_for_baselines():
+    with pytest.raises(ValueError, match="behavior_noise"):
+        QVPOConfig(algo="sac", behavior_noise="pink")
+    with pytest.raises(ValueError, match="behavior_optimism"):
+        QVPOConfig(algo="td3", behavior_optimism=1.0)
+
+
+def test_td3_keeps_its_policy_delay_under_every_preset_unless_a_flag_sets_it():
+    for preset in ("cpu", "paper"):
+        assert preset_values(preset, {"algo": "td3"})[0]["critic_updates_per_actor"] == 2
+        assert preset_values(preset, {"algo": "sac"})[0].get("critic_updates_per_actor", 1) == 1
+    assert preset_values("cpu", {"algo": "td3", "critic_updates_per_actor": 1}
+                         )[0]["critic_updates_per_actor"] == 1
+
+
+# --- In the loop --------------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_baselines_run_in_the_loop_with_the_options_and_seeds(algo):
+    cfg = TINY.replace(algo=algo, n_step=3, obs_normalization=True, critic_layer_norm=True,
+                       critic_bins=11, critic_v_min=-20.0, critic_v_max=20.0,
+                       critic_updates_per_actor=2, num_seeds=2)
+    tr = Trainer(cfg, TINY_ENV)
+    state = tr.init_seeds([0, 1])
+    run = tr.compile_chunk(state, num_seeds=2)
+    for _ in range(3):
+        state, metrics = run(state)
+    for k in ("critic/loss", "actor/loss", "critic/q_target", "eval_return_mean"):
+        assert np.all(np.isfinite(np.asarray(metrics[k]))), k
+    # 9 vector steps update (warm-up ends in the first chunk's 4th), 2 critic updates each,
+    # the actor every second.
+    np.testing.assert_array_equal(state.agent.critic_updates, [18, 18])
+    np.testing.assert_array_equal(state.agent.actor_updates, [9, 9])
+    assert float(jnp.max(jnp.abs(state.agent.critic_params["params"]["q1"]["Dense_0"]["kernel"][0]
+                                 - state.agent.critic_params["params"]["q1"]["Dense_0"]["kernel"][1]
+                                 ))) > 0  # the seeds differ
+    np.testing.assert_array_equal(state.agent.obs_stats.seen, [[0, 48], [0, 48]])  # all acted on
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_baselines_resume_and_extend_to_the_uninterrupted_run(tmp_path, algo):
+    flags = TINY_FLAGS + ["--algo", algo, "--compile-cache", "none"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert cli.main(flags + ["--out", str(full)]) == 0
+    short = [f if f != "48" else "32" for f in flags]  # --total-steps 32: 2 of the 3 chunks
+    assert cli.main(short + ["--out", str(part)]) == 0
+    assert cli.main(["--resume", str(part), "--total-steps", "48", "--no-progress",
+                     "--compile-cache", "none"]) == 0
+    a, b = rundir.load_curve(full / rundir.CURVE_FILE), rundir.load_curve(part / rundir.CURVE_FILE)
+    assert len(a) == len(b) == 3
+    assert a[0].keys() == b[0].keys()
+    for ra, rb in zip(a, b):
+        for k in set(ra) - {"wall_time_s"}:  # two compiles of one program: close, not equal
+            np.testing.assert_allclose(ra[k], rb[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert rundir.read_meta(full)["config"]["algo"] == algo
+
+
+def test_baseline_actors_update_on_the_critic_batch_they_follow(monkeypatch):
+    # SAC and TD3 take the actor's states from the critic batch just used (QVPO samples a
+    # batch of its own: test_loop): with the actor after every critic update, the two see the
+    # same states.
+    sac_algo = algorithms.ALGORITHMS["sac"]
+
+    def critic_spy(state, batch, key, axis_name=None):
+        state, metrics = sac_algo.critic_step(state, batch, key, axis_name)
+        return state, {**metrics, "critic/obs_mean": jnp.mean(batch.obs)}
+
+    def actor_spy(state, obs, key, axis_name=None):
+        state, metrics = sac_algo.actor_step(state, obs, key, axis_name)
+        return state, {**metrics, "actor/obs_mean": jnp.mean(obs)}
+
+    monkeypatch.setitem(algorithms.ALGORITHMS, "sac", dataclasses.replace(
+        sac_algo, critic_step=critic_spy, actor_step=actor_spy))
+    tr = Trainer(TINY.replace(algo="sac", updates_per_step=3), TINY_ENV)
+    state = jax.jit(tr.init)(jax.random.PRNGKey(0))
+    run = jax.jit(tr.run_chunk)
+    for _ in range(3):
+        state, metrics = run(state)
+    assert abs(float(metrics["critic/obs_mean"] - metrics["actor/obs_mean"])) < 1e-5
+    assert float(jnp.std(state.replay.data.obs[:48])) > 0.1  # the states differ between rows

@@ -22,7 +22,7 @@ from typing import Any
 BETA_SCHEDULES = ("cosine", "linear", "vp")
 Q_TRANSFORMS = ("qadv", "qcut", "qrelu", "qexpn")
 BEHAVIOR_NOISES = ("white", "ar1", "pink")  # qvpo_mjx/behavior_noise.py
-ALGOS = ("qvpo", "sac", "td3")  # qvpo_mjx/algorithms/
+ALGOS = ("qvpo", "sac", "td3", "qsm")  # qvpo_mjx/algorithms/
 
 
 def _field(default: Any, doc: str, *, traced: bool = False) -> Any:
@@ -165,9 +165,9 @@ class QVPOConfig:
     algo: str = _field(
         "qvpo", f"The algorithm the loop trains, one of {ALGOS}. qvpo is this project's. The "
         "baselines sac and td3 use the same loop, replay buffer, critics (critic_* fields and "
-        "the options), learning rates, gamma, tau, batch and update schedule; the diffusion and "
-        "selection fields apply to qvpo alone, and their own fields are the sac_* and td3_* "
-        "below.")
+        "the options), learning rates, gamma, tau, batch and update schedule; the selection and "
+        "Q-weighting fields apply to qvpo alone (qsm also uses the actor's diffusion fields), "
+        "and their own fields are the sac_*, td3_* and qsm_* below.")
     sac_alpha_lr: float = _field(3e-4, "sac: Adam learning rate of log(alpha), the temperature "
                                  "(softlearning's default).")
     sac_initial_alpha: float = _field(1.0, "sac: the temperature alpha at the start (log alpha "
@@ -179,6 +179,12 @@ class QVPOConfig:
                                      "acting (Fujimoto et al.).")
     td3_target_noise: float = _field(0.2, "td3: std of the target policy's smoothing noise.")
     td3_target_noise_clip: float = _field(0.5, "td3: the smoothing noise is clipped to +- this.")
+    qsm_q_scale: float = _field(
+        50.0, "qsm: M_q, the scale of the action-gradient of Q that the noise network's output "
+        "matches (-M_q grad_a Q; Psenka et al.'s default; 120 for their humanoid and quadruped "
+        "runs).")
+    qsm_action_noise: float = _field(0.1, "qsm: std of the Gaussian noise added to the chain's "
+                                     "action when acting and in the TD target (their code's).")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -225,7 +231,11 @@ class QVPOConfig:
             value = getattr(self, name)
             if not _finite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        for name in ("td3_action_noise", "td3_target_noise", "td3_target_noise_clip"):
+        if not (_finite(self.qsm_q_scale) and self.qsm_q_scale > 0):
+            raise ValueError(f"qsm_q_scale must be a positive finite number, got "
+                             f"{self.qsm_q_scale!r}")
+        for name in ("td3_action_noise", "td3_target_noise", "td3_target_noise_clip",
+                     "qsm_action_noise"):
             value = getattr(self, name)
             if not _finite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")

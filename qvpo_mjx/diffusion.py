@@ -118,6 +118,31 @@ def sample(eps_fn: EpsFn, schedule: Schedule, x_T: jax.Array, noise: jax.Array,
     x, _ = jax.lax.scan(step, x_T, (steps, noise))
     return jnp.clip(x, -1.0, 1.0)
 
+def sample_simple(eps_fn: EpsFn, schedule: Schedule, x_T: jax.Array, noise: jax.Array,
+                  noise_scale: jax.Array | float = 1.0) -> jax.Array:
+    """QSM's reverse chain (its "sampler S"): for t = T-1 .. 0,
+    x <- clip((x - beta_t / sqrt(1 - abar_t) eps_fn(x, t)) / sqrt(alpha_t)
+              + [t > 0] noise_scale sqrt(beta_t) z, -1, 1).
+
+    Shapes as :func:`sample`'s. The step noise has variance beta_t (not the posterior's) and
+    x itself is clipped every step (not a predicted x0)."""
+    T = schedule.num_steps
+    if noise.shape != (T, *x_T.shape):
+        raise ValueError(f"noise must have shape {(T, *x_T.shape)}, got {noise.shape}")
+
+    def step(x, inputs):
+        t, z = inputs
+        eps = eps_fn(x, t)
+        mean = (x - schedule.betas[t] / schedule.sqrt_one_minus_alphas_cumprod[t] * eps
+                ) / jnp.sqrt(schedule.alphas[t])
+        std = jnp.where(t > 0, jnp.sqrt(schedule.betas[t]), 0.0)
+        return jnp.clip(mean + (std * noise_scale) * z, -1.0, 1.0), None
+
+    steps = jnp.arange(T - 1, -1, -1, dtype=jnp.int32)
+    x, _ = jax.lax.scan(step, x_T, (steps, noise))
+    return x
+
+
 def weighted_denoising_loss(eps_pred: jax.Array, eps: jax.Array, weights: jax.Array,
                             num_samples: jax.Array | int | None = None) -> jax.Array:
     """sum over samples and action dims of weight * (eps_pred - eps)^2, over num_samples x d.

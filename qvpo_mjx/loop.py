@@ -281,9 +281,15 @@ class Trainer:
             == 0 else U
         if self.algorithm.actor_own_batch:
             actor_rows = replay.sample_rows(buffer, k_actor_rows, (actor_batches, B))
-        else:  # the critic batch just used: the last of each group, or each one
+
+            def actor_data(j):
+                return buffer.data.obs[actor_rows[j]]
+        else:  # the critic batch just used (the last of each group, or each one), whole
             n = cfg.critic_updates_per_actor
             actor_rows = critic_rows[n - 1::n] if actor_batches < U else critic_rows
+
+            def actor_data(j):
+                return replay.gather(buffer, actor_rows[j])
         if cfg.n_step == 1:
             def critic_batch(i):
                 return replay.gather(buffer, critic_rows[i])
@@ -293,7 +299,7 @@ class Trainer:
                                           agent_state.hparams["gamma"], self.vec.num_envs)
 
         agent_state, metrics, actor_updates = agent.scheduled_updates(
-            agent_state, critic_batch, lambda j: buffer.data.obs[actor_rows[j]], U, k_update,
+            agent_state, critic_batch, actor_data, U, k_update,
             cfg.critic_updates_per_actor, self.axis_name,
             shared=lambda x: self._shared(x, seed_axis),
             critic_step_fn=self.algorithm.critic_step, actor_step_fn=self.algorithm.actor_step)

@@ -87,9 +87,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 # would be mostly evaluation).
 WIDE_FROM = 256
 
-# What a baseline (``--algo``, qvpo_mjx/algorithms/) raises in a preset's values unless a flag
-# sets the field: TD3's policy delay is part of TD3 (its actor takes every 2nd critic update).
+# What a baseline (``--algo``, qvpo_mjx/algorithms/) changes in a preset's values unless a flag
+# sets the field. TD3's policy delay is part of TD3 (its actor takes every 2nd critic update at
+# least); QSM's chain is its paper's and code's (5 steps of the vp schedule).
 ALGO_FLOORS: dict[str, dict[str, int]] = {"td3": {"critic_updates_per_actor": 2}}
+ALGO_VALUES: dict[str, dict[str, Any]] = {"qsm": {"diffusion_steps": 5, "beta_schedule": "vp"}}
 WIDE = {"updates_per_step": 4, "batch_size": 1024, "critic_updates_per_actor": 2, **WIDE_OPTIONS}
 
 
@@ -202,4 +204,5 @@ def preset_values(name: str, overrides: dict[str, Any] | None = None
     algo = overrides.get("algo", values.get("algo", "qvpo"))
     for field, floor in ALGO_FLOORS.get(algo, {}).items():
         values[field] = max(floor, values.get(field, getattr(QVPOConfig, field)))
+    values.update(ALGO_VALUES.get(algo, {}))
     return {**values, **overrides}, why

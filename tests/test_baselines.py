@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from qvpo_mjx import agent, algorithms, cli, rundir
-from qvpo_mjx.algorithms import gaussian, sac, td3
+from qvpo_mjx.algorithms import baseline, qsm, sac, td3
 from qvpo_mjx.config import QVPOConfig
 from qvpo_mjx.loop import Trainer
 from qvpo_mjx.presets import preset_values
@@ -23,7 +23,7 @@ OBS, D = 3, 2
 
 def state_of(algo, **changes):
     cfg = TINY.replace(algo=algo, **changes)
-    return gaussian.init(jax.random.PRNGKey(0), OBS, D, cfg)
+    return baseline.init(jax.random.PRNGKey(0), OBS, D, cfg)
 
 
 def batch(B=8, seed=1):
@@ -83,7 +83,7 @@ def test_sac_steps_move_the_critic_target_every_update_and_the_temperature_with_
     assert max_diff(new.critic_params, state.critic_params) > 0
     assert int(new.critic_updates) == 1 and int(new.actor_updates) == 0
     assert new.actor_target_params == {}  # SAC has no target actor
-    after, m = sac.actor_step(new, b.obs, jax.random.PRNGKey(3))
+    after, m = sac.actor_step(new, b, jax.random.PRNGKey(3))
     assert int(after.actor_updates) == 1
     assert float(after.log_alpha) != float(new.log_alpha)
     assert max_diff(after.critic_target_params, new.critic_target_params) == 0
@@ -116,7 +116,7 @@ def test_td3_targets_move_only_with_the_delayed_actor():
     assert max_diff(new.critic_target_params, state.critic_target_params) == 0
     assert max_diff(new.actor_target_params, state.actor_target_params) == 0
     assert max_diff(new.critic_params, state.critic_params) > 0
-    after, _ = td3.actor_step(new, b.obs, jax.random.PRNGKey(3))
+    after, _ = td3.actor_step(new, b, jax.random.PRNGKey(3))
     tau = float(state.hparams["tau"])
     for target, old, online in ((after.actor_target_params, new.actor_target_params,
                                  after.actor_params),
@@ -129,12 +129,13 @@ def test_td3_targets_move_only_with_the_delayed_actor():
 
 def test_td3_actor_step_raises_q1_of_its_action():
     state = state_of("td3")
-    obs = batch(B=64).obs
-    q1 = lambda s: float(jnp.mean(gaussian.twin_q(  # noqa: E731
+    b = batch(B=64)
+    obs = b.obs
+    q1 = lambda s: float(jnp.mean(baseline.twin_q(  # noqa: E731
         s, s.critic_params, obs, s.actor.apply(s.actor_params, obs))[0]))
     s = state
     for i in range(5):
-        s, _ = td3.actor_step(s, obs, jax.random.PRNGKey(i))
+        s, _ = td3.actor_step(s, b, jax.random.PRNGKey(i))
     assert q1(s) > q1(state)
 
 
@@ -152,8 +153,8 @@ def test_td3_acting_adds_clipped_gaussian_noise_and_evaluation_is_mu():
 
 # --- The interface and the settings ---------------------------------------------------------
 def test_every_algorithm_is_registered_and_unknown_ones_are_named():
-    assert set(algorithms.ALGORITHMS) == {"qvpo", "sac", "td3"}
-    with pytest.raises(ValueError, match="known: qvpo, sac, td3"):
+    assert set(algorithms.ALGORITHMS) == {"qvpo", "sac", "td3", "qsm"}
+    with pytest.raises(ValueError, match="known: qvpo, sac, td3, qsm"):
         algorithms.get("ppo")
     with pytest.raises(ValueError, match="algo must be one of"):
         QVPOConfig(algo="ppo")
@@ -175,7 +176,7 @@ def test_td3_keeps_its_policy_delay_under_every_preset_unless_a_flag_sets_it():
 
 
 # --- In the loop --------------------------------------------------------------------------
-@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("algo", ["sac", "td3", "qsm"])
 def test_baselines_run_in_the_loop_with_the_options_and_seeds(algo):
     cfg = TINY.replace(algo=algo, n_step=3, obs_normalization=True, critic_layer_norm=True,
                        critic_bins=11, critic_v_min=-20.0, critic_v_max=20.0,
@@ -197,7 +198,7 @@ def test_baselines_run_in_the_loop_with_the_options_and_seeds(algo):
     np.testing.assert_array_equal(state.agent.obs_stats.seen, [[0, 48], [0, 48]])  # all acted on
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("algo", ["sac", "td3", "qsm"])
 def test_baselines_resume_and_extend_to_the_uninterrupted_run(tmp_path, algo):
     flags = TINY_FLAGS + ["--algo", algo, "--compile-cache", "none"]
     full, part = tmp_path / "full", tmp_path / "part"
@@ -225,9 +226,9 @@ def test_baseline_actors_update_on_the_critic_batch_they_follow(monkeypatch):
         state, metrics = sac_algo.critic_step(state, batch, key, axis_name)
         return state, {**metrics, "critic/obs_mean": jnp.mean(batch.obs)}
 
-    def actor_spy(state, obs, key, axis_name=None):
-        state, metrics = sac_algo.actor_step(state, obs, key, axis_name)
-        return state, {**metrics, "actor/obs_mean": jnp.mean(obs)}
+    def actor_spy(state, batch, key, axis_name=None):
+        state, metrics = sac_algo.actor_step(state, batch, key, axis_name)
+        return state, {**metrics, "actor/obs_mean": jnp.mean(batch.obs)}
 
     monkeypatch.setitem(algorithms.ALGORITHMS, "sac", dataclasses.replace(
         sac_algo, critic_step=critic_spy, actor_step=actor_spy))
@@ -238,3 +239,90 @@ def test_baseline_actors_update_on_the_critic_batch_they_follow(monkeypatch):
         state, metrics = run(state)
     assert abs(float(metrics["critic/obs_mean"] - metrics["actor/obs_mean"])) < 1e-5
     assert float(jnp.std(state.replay.data.obs[:48])) > 0.1  # the states differ between rows
+
+
+# --- QSM ------------------------------------------------------------------------------------
+def test_qsm_vp_schedule_and_score_target_closed_forms():
+    from qvpo_mjx import diffusion
+    np.testing.assert_allclose(diffusion.betas_for("vp", 5),
+                               [0.195875, 0.458818, 0.635781, 0.754878, 0.835031], atol=2e-6)
+    for T in (5, 20):
+        abar = np.prod(1 - diffusion.betas_for("vp", T))
+        assert abs(abar - math.exp(-5.05)) < 1e-9
+    target = qsm.score_target(jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 1.0]]), 50.0)
+    np.testing.assert_allclose(target, [[-25.0, -25.0]])
+    assert float(qsm.score_matching_loss(jnp.zeros((1, 2)), target)) == 625.0
+
+
+def test_qsm_sampler_is_the_simple_chain():
+    # With eps_theta = 0 and no step noise each step divides by sqrt(alpha_t) and clips: from
+    # x_T = 0.01 five vp steps give 0.01 / sqrt(abar_0) = 0.01 exp(5.05 / 2), under 1.
+    from qvpo_mjx import diffusion
+    schedule = diffusion.make_schedule("vp", 5)
+    x = diffusion.sample_simple(lambda x, t: jnp.zeros_like(x), schedule, jnp.full((1, 1), 0.01),
+                                jnp.zeros((5, 1, 1)))
+    assert abs(float(x[0, 0]) - 0.01 * math.exp(5.05 / 2)) < 1e-5
+    x = diffusion.sample_simple(lambda x, t: jnp.zeros_like(x), schedule, jnp.full((1, 1), 0.5),
+                                jnp.zeros((5, 1, 1)))
+    assert float(x[0, 0]) == 1.0  # clipped at every step
+
+
+def test_qsm_actor_step_matches_minus_the_scaled_action_gradient():
+    # After a few steps on one batch, the noise net's output at the training points has moved
+    # towards -M_q grad_a Q (its loss falls), and the critic and its target stay as they were.
+    state = baseline.init(jax.random.PRNGKey(0), OBS, D,
+                          TINY.replace(algo="qsm", beta_schedule="vp", diffusion_steps=5,
+                                       actor_lr=1e-2))
+    b = batch(B=64)
+    # The first loss, computed independently: per-state gradients of each critic by vmap.
+    k_t, k_eps = jax.random.split(jax.random.PRNGKey(7))
+    t = jax.random.randint(k_t, (64,), 0, 5)
+    eps = jax.random.normal(k_eps, (64, D))
+    sched = state.schedule
+    noisy = (sched.sqrt_alphas_cumprod[t][:, None] * b.action
+             + sched.sqrt_one_minus_alphas_cumprod[t][:, None] * eps)
+
+    def q_j(j, s_, a_):
+        return state.critic.apply(state.critic_params, s_, a_)[j]
+
+    g = [jax.vmap(jax.grad(lambda a_, s_, j=j: q_j(j, s_, a_)))(noisy, b.obs) for j in (0, 1)]
+    pred = state.actor.apply(state.actor_params, noisy, t, b.obs)
+    expected = float(jnp.mean(jnp.square(pred + 50.0 * 0.5 * (g[0] + g[1]))))
+    losses = []
+    s = state
+    for i in range(30):
+        s, m = qsm.actor_step(s, b, jax.random.PRNGKey(7))  # the same t and eps every step
+        losses.append(float(m["actor/loss"]))
+    assert abs(losses[0] - expected) < 1e-4 * expected
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert max_diff(s.critic_params, state.critic_params) == 0
+    assert max_diff(s.critic_target_params, state.critic_target_params) == 0
+    assert int(s.actor_updates) == 30
+
+
+def test_qsm_policy_climbs_a_known_q_to_its_maximum(monkeypatch):
+    # Q(s, a) = -(a - 0.5)^2 for both critics: score matching to M_q grad_a Q turns the chain
+    # into a narrow distribution around a = 0.5 (M_q 1: with BASELINES.md's 50 the 5-step chain
+    # overshoots a maximum this sharp and lands on the bounds, which is QSM's, not a bug).
+    def known_q(state, params, obs, a):
+        q = -jnp.sum(jnp.square(a - 0.5), axis=-1)
+        return jnp.stack([q, q])
+
+    monkeypatch.setattr(baseline, "twin_q", known_q)
+    cfg = TINY.replace(algo="qsm", hidden_size=32, diffusion_steps=5, beta_schedule="vp",
+                       actor_lr=1e-3, qsm_q_scale=1.0)
+    state = baseline.init(jax.random.PRNGKey(0), OBS, 1, cfg)
+
+    def train(state, key):
+        k_obs, k_act, k_step = jax.random.split(key, 3)
+        b = agent.Transition(obs=jax.random.normal(k_obs, (128, OBS)),
+                             action=jax.random.uniform(k_act, (128, 1), minval=-1, maxval=1),
+                             reward=jnp.zeros(128), next_obs=jnp.zeros((128, OBS)),
+                             terminated=jnp.zeros(128))
+        return qsm.actor_step(state, b, k_step)[0], None
+
+    state, _ = jax.lax.scan(train, state, jax.random.split(jax.random.PRNGKey(1), 600))
+    a = qsm.chain(state, state.actor_params, jax.random.normal(jax.random.PRNGKey(2), (512, OBS)),
+                  jax.random.PRNGKey(3))
+    assert abs(float(jnp.mean(a)) - 0.5) < 0.1 and float(jnp.std(a)) < 0.2, (
+        float(jnp.mean(a)), float(jnp.std(a)))

@@ -11,17 +11,18 @@ The loop (qvpo_mjx/loop.py) knows an algorithm only as an :class:`Algorithm`:
   (None otherwise);
 - ``eval_act(state, obs, key) -> action``: the evaluation policy;
 - ``critic_step(state, batch, key, axis_name) -> (state, metrics)`` and
-  ``actor_step(state, obs, key, axis_name) -> (state, metrics)``: one critic update on a batch
-  of (B,) transitions and one actor update on (B, o) states, each moving the targets its
+  ``actor_step(state, data, key, axis_name) -> (state, metrics)``: one critic update on a batch
+  of (B,) transitions and one actor update on ``data`` (below), each moving the targets its
   algorithm moves with it and counting itself; metrics named ``critic/...`` and ``actor/...``
   (``critic/loss``, ``critic/q_mean``, ``critic/q_target`` and ``actor/loss`` at least: the
   loop's numerical guard watches them). ``agent.scheduled_updates`` interleaves them, the actor
   taking every ``critic_updates_per_actor``-th critic update;
-- ``actor_own_batch``: whether the actor's states are a batch of their own (QVPO, as its
-  reference samples the buffer again) or those of the critic batch just used (SAC, TD3).
+- ``actor_own_batch``: whether the actor's ``data`` is the states (B, o) of a batch of its own
+  (QVPO, as its reference samples the buffer again) or the one-step transitions (B,) of the
+  critic batch just used (the baselines: SAC and TD3 read its states, QSM its actions too).
 
-QVPO (qvpo_mjx/agent/) is the default; ``sac`` and ``td3`` are the Gaussian baselines of
-``gaussian``, ``sac`` and ``td3`` here.
+QVPO (qvpo_mjx/agent/) is the default; the baselines are ``sac``, ``td3`` and ``qsm`` here, on
+what ``baseline`` gives them all (state, critic step, actors).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import dataclasses
 from typing import Any, Callable
 
 from qvpo_mjx import agent
-from qvpo_mjx.algorithms import gaussian, sac, td3
+from qvpo_mjx.algorithms import baseline, qsm, sac, td3
 from qvpo_mjx.config import ALGOS
 
 
@@ -50,10 +51,12 @@ class Algorithm:
 ALGORITHMS: dict[str, Algorithm] = {
     "qvpo": Algorithm("qvpo", agent.init, agent.act_with_stats, agent.eval_act,
                       agent.critic_step, agent.actor_step, actor_own_batch=True),
-    "sac": Algorithm("sac", gaussian.init, sac.act, sac.eval_act, sac.critic_step,
+    "sac": Algorithm("sac", baseline.init, sac.act, sac.eval_act, sac.critic_step,
                      sac.actor_step, actor_own_batch=False),
-    "td3": Algorithm("td3", gaussian.init, td3.act, td3.eval_act, td3.critic_step,
+    "td3": Algorithm("td3", baseline.init, td3.act, td3.eval_act, td3.critic_step,
                      td3.actor_step, actor_own_batch=False),
+    "qsm": Algorithm("qsm", baseline.init, qsm.act, qsm.eval_act, qsm.critic_step,
+                     qsm.actor_step, actor_own_batch=False),
 }
 assert tuple(ALGORITHMS) == ALGOS, "config.ALGOS and the registry name the same algorithms"
 

@@ -6,13 +6,13 @@ automatic temperature, on this project's critics and loop.
 - Critic step: y = r + gamma^h (1 - terminated) (min(Q1', Q2')(s', a') - alpha log pi(a'|s')),
   a' ~ pi(s') from the current actor (SAC has no target actor); then the critic target's Polyak
   step (tau), every critic update.
-- Actor step, on the critic batch's states: mean(alpha log pi(a~|s) - min(Q1, Q2)(s, a~)), a~
+- Actor step, on the states of the critic batch it follows: mean(alpha log pi(a~|s) - min(Q1, Q2)(s, a~)), a~
   reparameterised, scored by the critic just updated; then the temperature on a fresh sample of
   the updated actor: -alpha mean(log pi + target_entropy), the gradient taken in log alpha,
   target_entropy = ``sac_target_entropy`` x d (-d by default).
 - Acting samples the policy; evaluation acts with tanh(mean).
 
-Pure functions of a :class:`gaussian.BaselineState`; shapes as in ``gaussian``.
+Pure functions of a :class:`baseline.BaselineState`; shapes as in ``baseline``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from qvpo_mjx import parallel
 from qvpo_mjx.agent.normalizer import normalize_obs
 from qvpo_mjx.agent.state import Metrics, Params, Transition
 from qvpo_mjx.agent.updates import polyak
-from qvpo_mjx.algorithms import gaussian
-from qvpo_mjx.algorithms.gaussian import BaselineState
+from qvpo_mjx.algorithms import baseline
+from qvpo_mjx.algorithms.baseline import BaselineState
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 TANH_GUARD = 1e-6  # inside log(1 - a^2 + 1e-6): keeps log pi finite at a = +-1
@@ -71,37 +71,38 @@ def critic_step(state: BaselineState, batch: Transition, key: jax.Array,
     """One soft TD step, then the critic target's Polyak step; counts one critic update."""
     def next_value(state, next_obs, key):
         action, log_prob = sample(state, state.actor_params, next_obs, key)
-        q = jnp.min(gaussian.twin_q(state, state.critic_target_params, next_obs, action), axis=0)
+        q = jnp.min(baseline.twin_q(state, state.critic_target_params, next_obs, action), axis=0)
         return soft_value(q, jnp.exp(state.log_alpha), log_prob)
 
-    state, metrics = gaussian.critic_update(state, batch, key, next_value, axis_name)
+    state, metrics = baseline.critic_update(state, batch, key, next_value, axis_name)
     return state.replace(
         critic_target_params=polyak(state.critic_target_params, state.critic_params,
                                     state.hparams["tau"]),
         critic_updates=state.critic_updates + 1), metrics
 
 
-def actor_step(state: BaselineState, obs: jax.Array, key: jax.Array,
+def actor_step(state: BaselineState, batch: Transition, key: jax.Array,
                axis_name: str | None = None) -> tuple[BaselineState, Metrics]:
-    """The policy step on raw obs (B, o), then the temperature's; counts one actor update."""
-    obs = normalize_obs(state, obs)
+    """The policy step on the batch's raw states (B, o), then the temperature's; counts one
+    actor update."""
+    obs = normalize_obs(state, batch.obs)
     k_policy, k_alpha = jax.random.split(key)
     alpha = jnp.exp(state.log_alpha)
 
     def loss_fn(params):
         action, log_prob = sample(state, params, obs, k_policy)
-        q = jnp.min(gaussian.twin_q(state, state.critic_params, obs, action), axis=0)
+        q = jnp.min(baseline.twin_q(state, state.critic_params, obs, action), axis=0)
         return jnp.mean(alpha * log_prob - q), log_prob
 
     (loss, log_prob), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
     grads = parallel.pmean(grads, axis_name)
-    params, opt_state = gaussian.adam_step(state.actor_params, state.actor_opt_state, grads,
+    params, opt_state = baseline.adam_step(state.actor_params, state.actor_opt_state, grads,
                                            state.hparams["actor_lr"])
     _, fresh = sample(state, params, obs, k_alpha)
     alpha_loss, alpha_grad = jax.value_and_grad(temperature_loss)(
         state.log_alpha, fresh, target_entropy(state))
     alpha_grad = parallel.pmean(alpha_grad, axis_name)
-    log_alpha, alpha_opt_state = gaussian.adam_step(
+    log_alpha, alpha_opt_state = baseline.adam_step(
         state.log_alpha, state.alpha_opt_state, alpha_grad, state.structure.sac_alpha_lr)
     metrics = {"actor/loss": loss, "actor/grad_norm": optax.tree.norm(grads),
                "actor/alpha": alpha, "actor/alpha_loss": alpha_loss,
@@ -118,7 +119,7 @@ def act(state: BaselineState, obs: jax.Array, key: jax.Array, draws=None
     obs = normalize_obs(state, obs)
     mean, std = state.actor.apply(state.actor_params, obs)
     action, _ = squash(mean, std, jax.random.normal(key, mean.shape))
-    return action, {"behavior/std": jnp.mean(std), "behavior/at_bounds": gaussian.at_bounds(action)}
+    return action, {"behavior/std": jnp.mean(std), "behavior/at_bounds": baseline.at_bounds(action)}
 
 
 def eval_act(state: BaselineState, obs: jax.Array, key: jax.Array) -> jax.Array:

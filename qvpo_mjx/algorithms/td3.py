@@ -9,7 +9,7 @@ Methods") on this project's critics and loop.
   steps of both critic targets and the actor target, only on these steps.
 - Acting: clip(mu(s) + N(0, ``td3_action_noise``^2), +-1); evaluation: mu(s).
 
-Pure functions of a :class:`gaussian.BaselineState`; shapes as in ``gaussian``.
+Pure functions of a :class:`baseline.BaselineState`; shapes as in ``baseline``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from qvpo_mjx import parallel
 from qvpo_mjx.agent.normalizer import normalize_obs
 from qvpo_mjx.agent.state import Metrics, Transition
 from qvpo_mjx.agent.updates import polyak
-from qvpo_mjx.algorithms import gaussian
-from qvpo_mjx.algorithms.gaussian import BaselineState
+from qvpo_mjx.algorithms import baseline
+from qvpo_mjx.algorithms.baseline import BaselineState
 
 
 def smoothed_action(mu: jax.Array, noise: jax.Array, noise_clip: jax.Array | float) -> jax.Array:
@@ -40,26 +40,27 @@ def critic_step(state: BaselineState, batch: Transition, key: jax.Array,
         mu = state.actor.apply(state.actor_target_params, next_obs)
         noise = structure.td3_target_noise * jax.random.normal(key, mu.shape)
         action = smoothed_action(mu, noise, structure.td3_target_noise_clip)
-        return jnp.min(gaussian.twin_q(state, state.critic_target_params, next_obs, action),
+        return jnp.min(baseline.twin_q(state, state.critic_target_params, next_obs, action),
                        axis=0)
 
-    state, metrics = gaussian.critic_update(state, batch, key, next_value, axis_name)
+    state, metrics = baseline.critic_update(state, batch, key, next_value, axis_name)
     return state.replace(critic_updates=state.critic_updates + 1), metrics
 
 
-def actor_step(state: BaselineState, obs: jax.Array, key: jax.Array,
+def actor_step(state: BaselineState, batch: Transition, key: jax.Array,
                axis_name: str | None = None) -> tuple[BaselineState, Metrics]:
-    """The deterministic policy gradient step on raw obs (B, o), then every target's Polyak
-    step; counts one actor update. ``key`` is unused (the step is deterministic)."""
-    obs = normalize_obs(state, obs)
+    """The deterministic policy gradient step on the batch's raw states (B, o), then every
+    target's Polyak step; counts one actor update. ``key`` is unused (the step is
+    deterministic)."""
+    obs = normalize_obs(state, batch.obs)
 
     def loss_fn(params):
-        q = gaussian.twin_q(state, state.critic_params, obs, state.actor.apply(params, obs))
+        q = baseline.twin_q(state, state.critic_params, obs, state.actor.apply(params, obs))
         return -jnp.mean(q[0])
 
     loss, grads = jax.value_and_grad(loss_fn)(state.actor_params)
     grads = parallel.pmean(grads, axis_name)
-    params, opt_state = gaussian.adam_step(state.actor_params, state.actor_opt_state, grads,
+    params, opt_state = baseline.adam_step(state.actor_params, state.actor_opt_state, grads,
                                            state.hparams["actor_lr"])
     tau = state.hparams["tau"]
     metrics = {"actor/loss": loss, "actor/grad_norm": optax.tree.norm(grads)}
@@ -77,7 +78,7 @@ def act(state: BaselineState, obs: jax.Array, key: jax.Array, draws=None
     mu = state.actor.apply(state.actor_params, normalize_obs(state, obs))
     noise = state.structure.td3_action_noise * jax.random.normal(key, mu.shape)
     action = jnp.clip(mu + noise, -1.0, 1.0)
-    return action, {"behavior/at_bounds": gaussian.at_bounds(action)}
+    return action, {"behavior/at_bounds": baseline.at_bounds(action)}
 
 
 def eval_act(state: BaselineState, obs: jax.Array, key: jax.Array) -> jax.Array:

@@ -1,4 +1,4 @@
-"""What the Gaussian baselines (SAC, TD3) share: their actors, their state, and one critic step.
+"""What every baseline shares: its state, the Gaussian actors of SAC and TD3, one critic step.
 
 The critics are QVPO's own (``networks.TwinCritic``, with every critic option: width, LayerNorm,
 ``critic_bins``), read through ``agent.critic_q`` and trained by ``agent.critic_loss``, and
@@ -6,9 +6,12 @@ observations are normalised by ``agent.normalize_obs``: those functions read onl
 state shares with ``agent.AgentState`` (``critic``, ``structure``, ``hparams``, ``obs_stats``), so
 a comparison between algorithms differs in the actor and its losses, nothing else.
 
-The actors follow SAC's and TD3's public code: two hidden layers of ``hidden_size`` ReLU units
-(Glorot-uniform weights, zero biases), plain Adam (no gradient clipping, epsilon 1e-8) at the
-config's ``actor_lr`` and ``critic_lr``.
+SAC's and TD3's actors follow their public code: two hidden layers of ``hidden_size`` ReLU units
+(Glorot-uniform weights, zero biases). QSM's is QVPO's noise network (``networks.NoiseNet``, with
+``hidden_size``, ``time_embed_size``, ``diffusion_steps`` and ``beta_schedule``), so the
+diffusion policies differ in how they are trained, not in their network. Every baseline runs
+plain Adam (no gradient clipping, epsilon 1e-8) at the config's ``actor_lr`` and ``critic_lr``,
+as their code does.
 
 Shapes: ``B`` states, ``o`` observation size, ``d`` action size.
 """
@@ -24,13 +27,13 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from qvpo_mjx import parallel
+from qvpo_mjx import diffusion, parallel
 from qvpo_mjx.agent.normalizer import ObsStats, normalize_obs
 from qvpo_mjx.agent.state import Metrics, Params, Transition
 from qvpo_mjx.agent.updates import critic_loss, td_target
 from qvpo_mjx.agent.values import critic_q
 from qvpo_mjx.config import QVPOConfig
-from qvpo_mjx.networks import TwinCritic
+from qvpo_mjx.networks import NoiseNet, TwinCritic
 
 ACTOR_HIDDEN_LAYERS = 2  # SAC's (softlearning) and TD3's (author's code) actors
 STD_MIN = 1e-5  # sigma = softplus(raw) + 1e-5, softlearning's
@@ -82,11 +85,16 @@ class BaselineStructure:
     critic_layer_norm: bool
     critic_bins: int
     obs_normalization: bool
+    diffusion_steps: int
+    beta_schedule: str
+    time_embed_size: int
     sac_alpha_lr: float
     sac_target_entropy: float
     td3_action_noise: float
     td3_target_noise: float
     td3_target_noise_clip: float
+    qsm_q_scale: float
+    qsm_action_noise: float
 
     @classmethod
     def of(cls, config: QVPOConfig, obs_size: int, action_size: int) -> "BaselineStructure":
@@ -96,8 +104,15 @@ class BaselineStructure:
 
     @property
     def actor(self) -> nn.Module:
+        if self.algo == "qsm":
+            return NoiseNet(action_size=self.action_size, obs_size=self.obs_size,
+                            hidden_size=self.hidden_size, time_embed_size=self.time_embed_size)
         cls = DeterministicActor if self.algo == "td3" else TanhGaussianActor
         return cls(action_size=self.action_size, hidden_size=self.hidden_size)
+
+    @property
+    def schedule(self) -> diffusion.Schedule:
+        return diffusion.make_schedule(self.beta_schedule, self.diffusion_steps)
 
     @property
     def critic(self) -> TwinCritic:
@@ -134,6 +149,10 @@ class BaselineState:
     def critic(self) -> TwinCritic:
         return self.structure.critic
 
+    @property
+    def schedule(self) -> diffusion.Schedule:
+        return self.structure.schedule
+
 
 def adam(lr: jax.Array | float) -> optax.GradientTransformation:
     """Plain Adam (PyTorch's and TF's defaults, as SAC's and TD3's code run it)."""
@@ -151,7 +170,11 @@ def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) ->
     structure = BaselineStructure.of(config, obs_size, action_size)
     hparams = {k: jnp.asarray(v, jnp.float32) for k, v in config.hyperparams().items()}
     k_actor, k_critic = jax.random.split(key)
-    actor_params = structure.actor.init(k_actor, jnp.zeros((obs_size,)))
+    if config.algo == "qsm":  # eps_theta(x, t, s)
+        actor_params = structure.actor.init(k_actor, jnp.zeros((action_size,)), jnp.zeros(()),
+                                            jnp.zeros((obs_size,)))
+    else:
+        actor_params = structure.actor.init(k_actor, jnp.zeros((obs_size,)))
     critic_params = structure.critic.init(k_critic, jnp.zeros((obs_size,)),
                                           jnp.zeros((action_size,)))
     log_alpha = jnp.log(jnp.asarray(config.sac_initial_alpha, jnp.float32))

@@ -212,3 +212,19 @@ def test_wide_report_measures_each_regime_against_the_rules_final_return(tmp_pat
     assert wide_report.label(row, {**today, "behavior_epsilon": 0.0, "actor_lr": 6e-4}) == \
         "u4_b1024_opt_actor_lr0.0006_behavior_epsilon0.0"
     assert wide_report.label(row, {**today, "n_step": 1}) == "u4_b1024_opt_n_step1"
+
+
+def test_algo_cost_times_every_algorithm_on_one_scale(tmp_path):
+    out = tmp_path / "algo_cost.json"
+    proc = subprocess.run([sys.executable, "benchmarks/algo_cost.py", "--batch-size", "8",
+                           "--hidden-size", "8", "--scan", "1", "--repeats", "1",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["algo"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"qvpo", "sac", "td3", "qsm"}
+    assert rows["sac"]["relative_to_sac"] == 1.0
+    td3 = rows["td3"]  # the policy delay: half an actor update per critic update
+    assert td3["critic_updates_per_actor"] == 2
+    assert td3["ms_per_update"] == pytest.approx(td3["critic_ms"] + td3["actor_ms"] / 2)
+    assert rows["qsm"]["diffusion_steps"] == 5 and rows["qvpo"]["diffusion_steps"] == 20

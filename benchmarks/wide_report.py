@@ -9,7 +9,8 @@ benchmarks/results/wide.json`` trained (each a batched run of S seeds, evaluated
 task the rule is the ``delay`` run (the ``gpu`` preset's one critic update of batch 256 per env
 step) with the best final return over the N and settings it was run at; its final return,
 averaged over seeds, is the task's bar. For every run: final return (mean and standard error over
-seeds), the mean over the run's evaluations, where the seed-mean curve first reaches the bar (and
+seeds; runs of one setting trained as separate processes with ``--seed K`` count as one run of
+all their seeds), the mean over the run's evaluations, where the seed-mean curve first reaches the bar (and
 80% of it) on three axes (env steps, sequential updates: critic + actor, what a GPU user waits
 on, and this machine's wall-clock), and the rule's return after as many sequential updates as the
 run made. ``updates_saved`` is the rule's sequential updates over the run's at that point; a
@@ -108,14 +109,26 @@ def task_report(rows: list[dict], root: Path = ROOT) -> dict:
     """One task's rows (from the summary) -> its bar and every run measured against it, each
     labelled by :func:`label`; the rule is the best of the ``delay`` runs, whatever their other
     settings (the hardest bar)."""
-    runs = []
-    for row in rows:
+    # Runs of one setting trained as separate processes (``--seed K``, one core each) are one
+    # run of their seeds together: their evaluations fall at the same env steps.
+    groups: dict[tuple, list] = {}
+    for row in sorted(rows, key=lambda r: r.get("first_seed", 0)):
         curve = load_curve(root / row["run_dir"])
-        runs.append({"regime": label(row, curve["config"]),
+        key = (label(row, curve["config"]), row["num_envs"], tuple(curve["env_steps"]))
+        groups.setdefault(key, []).append((row, curve))
+    runs = []
+    for (name, _, _), members in groups.items():
+        row, curve = members[0]
+        if len(members) > 1:
+            curve = {**curve, "returns": np.concatenate([c["returns"] for _, c in members], 1),
+                     "wall_s": np.max([c["wall_s"] for _, c in members], axis=0)}
+        runs.append({"regime": name,
                      "base_regime": row["regime"],
                      "num_envs": row["num_envs"],
                      "batch_size": row["batch_size"], "updates_per_step": row["updates_per_step"],
-                     "run_dir": row["run_dir"], **summarise(curve), "_curve": curve})
+                     "run_dir": row["run_dir"] if len(members) == 1
+                     else [r["run_dir"] for r, _ in members],
+                     **summarise(curve), "_curve": curve})
     rules = [r for r in runs if r["base_regime"] == RULE]
     if not rules:
         raise ValueError(f"{rows[0]['env']}: no {RULE!r} run to measure the others against")

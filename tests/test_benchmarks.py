@@ -228,3 +228,25 @@ def test_algo_cost_times_every_algorithm_on_one_scale(tmp_path):
     assert td3["critic_updates_per_actor"] == 2
     assert td3["ms_per_update"] == pytest.approx(td3["critic_ms"] + td3["actor_ms"] / 2)
     assert rows["qsm"]["diffusion_steps"] == 5 and rows["qvpo"]["diffusion_steps"] == 20
+
+
+def test_wide_report_joins_the_seeds_of_one_setting_run_apart(tmp_path):
+    # scaling.py --seed K on separate cores: two runs of one setting, seeds 0 and 1, evaluated
+    # at the same env steps, are one run of two seeds (and a run elsewhere stays apart).
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import wide_report
+    rule = _fake_run(tmp_path, "a/delay", [1000, 2000], [1000, 2000], [[100], [100]])
+    s0 = _fake_run(tmp_path, "a/u4", [10_000, 20_000], [10, 20], [[50], [90]])
+    s1 = _fake_run(tmp_path, "a/u4_s1", [10_000, 20_000], [10, 20], [[70], [130]])
+    other = _fake_run(tmp_path, "a/u4_b", [10_000, 30_000], [10, 30], [[0], [0]])
+    wide = {"env": "a", "regime": "u4_b1024", "num_envs": 256, "batch_size": 1024,
+            "updates_per_step": 4}
+    rows = [{"env": "a", "regime": "delay", "num_envs": 64, "batch_size": 256,
+             "updates_per_step": 64, "run_dir": rule},
+            {**wide, "run_dir": s1, "first_seed": 1}, {**wide, "run_dir": s0},
+            {**wide, "run_dir": other}]
+    runs = wide_report.report({"rows": rows}, tmp_path)["tasks"]["a"]["runs"]
+    joined = [r for r in runs if r["seeds"] == 2]
+    assert len(runs) == 3 and len(joined) == 1
+    assert joined[0]["final_per_seed"] == [90.0, 130.0]  # seed 0 first
+    assert joined[0]["reach_bar"]["updates"] == 30  # the mean 110 >= 100 at 20 critic updates

@@ -6,6 +6,9 @@
     python benchmarks/scaling.py --env inverted_double_pendulum --num-envs 256 \
         --regimes u4_b1024_opt --budget 300000 --set actor_lr=0.0006 --out benchmarks/results/wide \
         --summary benchmarks/results/wide.json        # issue 13's study (wide_report.py reads it)
+    python benchmarks/scaling.py --env inverted_double_pendulum --num-envs 1024 \
+        --regimes u4_b1024_opt --algos qvpo sac td3 qsm --out benchmarks/results/wide \
+        --summary benchmarks/results/wide.json        # every algorithm in the same regime
 
 Every regime is one batched run of ``--seeds`` seeds (``num_seeds``), so a regime's seeds share
 one compile and one clock. The network sizes, learning rates and tau are the ``cpu`` preset's
@@ -44,6 +47,7 @@ steps, wall-clock and sequential gradient updates (critic + actor: the GPU-time 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import re
@@ -163,7 +167,7 @@ def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
         return summary_row(env, name, N, seed, budget, overrides, run_dir)
     t0 = time.perf_counter()
     train(cfg, env, seed=seed, out_dir=run_dir, overwrite=True, progress=False,
-          extra_meta={"algorithm": f"QVPO {name}{overrides_tag(overrides)}"
+          extra_meta={"algorithm": f"{cfg.algo.upper()} {name}{overrides_tag(overrides)}"
                                    + (f", {budget} steps" if other_budget else ""),
                       "preset": f"scaling-{name}"})
     wall = time.perf_counter() - t0
@@ -234,6 +238,9 @@ def main() -> None:
     parser.add_argument("--set", type=config_override, action="append", default=[],
                         metavar="KEY=VALUE", help="a QVPOConfig field on top of every regime "
                         "(repeatable), e.g. train_samples=4; the run directory is named for it")
+    parser.add_argument("--algos", nargs="+", default=["qvpo"],
+                        help="algorithms of the loop (qvpo_mjx/algorithms/) each regime runs, "
+                        "same N, budget and seeds; a baseline's runs are tagged _algoNAME")
     parser.add_argument("--out", default=str(HERE / "results" / "scaling"))
     parser.add_argument("--summary", default=str(HERE / "results" / "scaling.json"),
                         help="the summary table (rows are replaced by reruns, others kept)")
@@ -248,14 +255,19 @@ def main() -> None:
     sizes = args.num_envs or ([1, 16, 64] if args.quick else [1, 16, 64, 256])
     out = Path(args.out)
     overrides = dict(args.set)
+    from qvpo_mjx.config import ALGOS
+    unknown = sorted(set(args.algos) - set(ALGOS))
+    if unknown:
+        parser.error(f"--algos: unknown {unknown}; known: {', '.join(ALGOS)}")
 
     from common import machine_info, write_result
     summary_path = Path(args.summary)  # --quick reruns a subset of its rows
     for env in [] if args.plot_only else env_list:
         budget = args.budget or BUDGETS.get(env, DEFAULT_BUDGET)
         for N in sizes:
-            for name in args.regimes:
-                row = run_one(env, name, N, args.seeds, budget, out, args.seed, overrides,
+            for name, algo in itertools.product(args.regimes, args.algos):
+                these = overrides if algo == "qvpo" else {**overrides, "algo": algo}
+                row = run_one(env, name, N, args.seeds, budget, out, args.seed, these,
                               summarize=args.summarize)
                 if row is not None:
                     # Runs already in the summary stay, unless this one reruns them; read just
@@ -265,7 +277,7 @@ def main() -> None:
                     rows = [r for r in rows if (r["env"], r["regime"], r["num_envs"],
                                                 r.get("first_seed", 0), r.get("budget"),
                                                 r.get("overrides", {}))
-                            != (env, name, N, args.seed, budget, overrides)] + [row]
+                            != (env, name, N, args.seed, budget, these)] + [row]
                     # Written after every run, so an interrupted study keeps what it measured.
                     write_result(summary_path, {"machine": machine_info(), "rows": rows})
     for env in env_list:

@@ -78,7 +78,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # unchanged (doubling them helped inverted_double_pendulum and cost halfcheetah 957 -> 332).
 # Measured on the CPU with the cpu preset's networks, the wide regime reached the N = 64 rule's
 # final return with 11.6x fewer sequential updates on inverted_pendulum at N = 4,096 (1,200 of
-# 13,920), 13.1x on CartpoleSwingup at N = 1,024 (5,664 of 74,400) and 6.1x on
+# 13,920), 14.8x on CartpoleSwingup at N = 4,096 (5,040 of 74,400; 13.1x at 1,024) and 6.1x on
 # inverted_double_pendulum at N = 4,096 (7,200 of 43,680); on halfcheetah (N = 256) it was level
 # with the rule at equal updates. Env steps per update grow with N and bought nothing on
 # inverted_double_pendulum (N = 1,024 and 4,096 ended where N = 256 did after as many updates),

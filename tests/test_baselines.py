@@ -326,3 +326,11 @@ def test_qsm_policy_climbs_a_known_q_to_its_maximum(monkeypatch):
                   jax.random.PRNGKey(3))
     assert abs(float(jnp.mean(a)) - 0.5) < 0.1 and float(jnp.std(a)) < 0.2, (
         float(jnp.mean(a)), float(jnp.std(a)))
+
+
+def test_baselines_on_two_devices_stay_replicated(tmp_path):
+    from test_scale_out import run_on_two_devices
+    r = run_on_two_devices(tmp_path, "baselines")
+    for algo in ("sac", "td3", "qsm"):
+        assert r[algo]["replicas_equal"] and r[algo]["finite"], (algo, r[algo])
+        assert r[algo]["updates"] == [18, 9], algo  # as test_baselines_run_in_the_loop_...

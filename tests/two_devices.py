@@ -106,7 +106,32 @@ def one_vs_two(tmp: Path) -> dict:
         out[str(d)] = [np.asarray(r["eval_return_mean"]).tolist() for r in rows]
     return out
 
+def baselines(tmp: Path) -> dict:
+    """Each baseline of qvpo_mjx/algorithms/ with envs, buffer and batches split over two
+    devices: parameters stay replicated, values finite, counters as on one device."""
+    jax.config.update("jax_compilation_cache_dir", str(tmp / "cache"))
+    out = {}
+    for algo in ("sac", "td3", "qsm"):
+        cfg = TINY.replace(algo=algo, updates_per_step=2, num_devices=2, obs_normalization=True,
+                           critic_updates_per_actor=2)
+        trainer = Trainer(cfg, TINY_ENV)
+        state = trainer.init_seeds([0])
+        run_chunk = trainer.compile_chunk(state)
+        for _ in range(3):
+            state, metrics = run_chunk(state)
+        out[algo] = {
+            "replicas_equal": all(
+                np.array_equal(np.asarray(leaf.addressable_shards[0].data),
+                               np.asarray(leaf.addressable_shards[1].data))
+                for leaf in jax.tree.leaves(state.agent)),
+            "finite": all(bool(np.isfinite(float(metrics[k])))
+                          for k in ("critic/loss", "actor/loss", "eval_return_mean")),
+            "updates": [int(state.agent.critic_updates), int(state.agent.actor_updates)]}
+    return out
+
+
 if __name__ == "__main__":
     check, tmp = sys.argv[1], Path(sys.argv[2])
-    print(json.dumps({"mechanics": mechanics, "learning": learning, "one_vs_two": one_vs_two}[check](tmp)))
+    print(json.dumps({"mechanics": mechanics, "learning": learning, "one_vs_two": one_vs_two,
+                      "baselines": baselines}[check](tmp)))
 

@@ -100,23 +100,25 @@ def sample(eps_fn: EpsFn, schedule: Schedule, x_T: jax.Array, noise: jax.Array,
     scan iteration i (step t = T-1-i); the last iteration (t = 0) adds none. Returns (..., d) in
     [-1, 1].
     """
-    T = schedule.num_steps
-    if noise.shape != (T, *x_T.shape):
-        raise ValueError(f"noise must have shape {(T, *x_T.shape)}, got {noise.shape}")
-
-    def step(x, inputs):
-        t, z = inputs
+    def step(x, t, z):
         eps = eps_fn(x, t)
         x0 = (schedule.sqrt_recip_alphas_cumprod[t] * x
               - schedule.sqrt_recipm1_alphas_cumprod[t] * eps)
         x0 = jnp.clip(x0, -1.0, 1.0)
         mean = schedule.posterior_mean_coef1[t] * x0 + schedule.posterior_mean_coef2[t] * x
         std = jnp.where(t > 0, jnp.exp(0.5 * schedule.posterior_log_variance_clipped[t]), 0.0)
-        return mean + (std * noise_ratio) * z, None
+        return mean + (std * noise_ratio) * z
 
+    return jnp.clip(_reverse(step, schedule.num_steps, x_T, noise), -1.0, 1.0)
+
+
+def _reverse(step: Callable, T: int, x_T: jax.Array, noise: jax.Array) -> jax.Array:
+    """x after step(x, t, noise[i]) for t = T-1-i, i = 0 .. T-1, as one ``lax.scan``."""
+    if noise.shape != (T, *x_T.shape):
+        raise ValueError(f"noise must have shape {(T, *x_T.shape)}, got {noise.shape}")
     steps = jnp.arange(T - 1, -1, -1, dtype=jnp.int32)
-    x, _ = jax.lax.scan(step, x_T, (steps, noise))
-    return jnp.clip(x, -1.0, 1.0)
+    x, _ = jax.lax.scan(lambda x, tz: (step(x, *tz), None), x_T, (steps, noise))
+    return x
 
 def sample_simple(eps_fn: EpsFn, schedule: Schedule, x_T: jax.Array, noise: jax.Array,
                   noise_scale: jax.Array | float = 1.0) -> jax.Array:
@@ -126,21 +128,14 @@ def sample_simple(eps_fn: EpsFn, schedule: Schedule, x_T: jax.Array, noise: jax.
 
     Shapes as :func:`sample`'s. The step noise has variance beta_t (not the posterior's) and
     x itself is clipped every step (not a predicted x0)."""
-    T = schedule.num_steps
-    if noise.shape != (T, *x_T.shape):
-        raise ValueError(f"noise must have shape {(T, *x_T.shape)}, got {noise.shape}")
-
-    def step(x, inputs):
-        t, z = inputs
+    def step(x, t, z):
         eps = eps_fn(x, t)
         mean = (x - schedule.betas[t] / schedule.sqrt_one_minus_alphas_cumprod[t] * eps
                 ) / jnp.sqrt(schedule.alphas[t])
         std = jnp.where(t > 0, jnp.sqrt(schedule.betas[t]), 0.0)
-        return jnp.clip(mean + (std * noise_scale) * z, -1.0, 1.0), None
+        return jnp.clip(mean + (std * noise_scale) * z, -1.0, 1.0)
 
-    steps = jnp.arange(T - 1, -1, -1, dtype=jnp.int32)
-    x, _ = jax.lax.scan(step, x_T, (steps, noise))
-    return x
+    return _reverse(step, schedule.num_steps, x_T, noise)
 
 
 def weighted_denoising_loss(eps_pred: jax.Array, eps: jax.Array, weights: jax.Array,

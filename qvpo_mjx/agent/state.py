@@ -42,6 +42,14 @@ class Transition:
     reward_steps: jax.Array | None = None
 
 
+def structure_of(cls, config: QVPOConfig, obs_size: int, action_size: int):
+    """An instance of the frozen dataclass ``cls`` whose fields are the env's sizes and the
+    config's fields of the same names (an algorithm's static part)."""
+    sizes = {"obs_size": int(obs_size), "action_size": int(action_size)}
+    return cls(**sizes, **{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)
+                           if f.name not in sizes})
+
+
 @dataclasses.dataclass(frozen=True)
 class AgentStructure:
     """What shapes the agent's compiled functions: the structural fields of a
@@ -69,9 +77,7 @@ class AgentStructure:
 
     @classmethod
     def of(cls, config: QVPOConfig, obs_size: int, action_size: int) -> "AgentStructure":
-        sizes = {"obs_size": int(obs_size), "action_size": int(action_size)}
-        return cls(**sizes, **{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)
-                               if f.name not in sizes})
+        return structure_of(cls, config, obs_size, action_size)
 
     def replace(self, **changes) -> "AgentStructure":
         return dataclasses.replace(self, **changes)

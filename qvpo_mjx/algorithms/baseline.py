@@ -29,8 +29,8 @@ from flax import struct
 
 from qvpo_mjx import diffusion, parallel
 from qvpo_mjx.agent.normalizer import ObsStats, normalize_obs
-from qvpo_mjx.agent.state import Metrics, Params, Transition
-from qvpo_mjx.agent.updates import critic_loss, td_target
+from qvpo_mjx.agent.state import Metrics, Params, Transition, structure_of
+from qvpo_mjx.agent.updates import critic_loss, polyak, td_target
 from qvpo_mjx.agent.values import critic_q
 from qvpo_mjx.config import QVPOConfig
 from qvpo_mjx.networks import NoiseNet, TwinCritic
@@ -98,9 +98,7 @@ class BaselineStructure:
 
     @classmethod
     def of(cls, config: QVPOConfig, obs_size: int, action_size: int) -> "BaselineStructure":
-        sizes = {"obs_size": int(obs_size), "action_size": int(action_size)}
-        return cls(**sizes, **{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)
-                               if f.name not in sizes})
+        return structure_of(cls, config, obs_size, action_size)
 
     @property
     def actor(self) -> nn.Module:
@@ -216,6 +214,19 @@ def critic_update(state: BaselineState, batch: Transition, key: jax.Array,
     metrics = {"critic/loss": loss, "critic/q_mean": jnp.mean(q),
                "critic/q_target": jnp.mean(target), "critic/grad_norm": optax.tree.norm(grads)}
     return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
+
+
+def critic_step(state: BaselineState, batch: Transition, key: jax.Array,
+                next_value: Callable[[BaselineState, jax.Array, jax.Array], jax.Array],
+                axis_name: str | None = None, move_target: bool = True
+                ) -> tuple[BaselineState, Metrics]:
+    """:func:`critic_update`, then (``move_target``) the critic target's Polyak step; counts
+    one critic update."""
+    state, metrics = critic_update(state, batch, key, next_value, axis_name)
+    if move_target:
+        state = state.replace(critic_target_params=polyak(
+            state.critic_target_params, state.critic_params, state.hparams["tau"]))
+    return state.replace(critic_updates=state.critic_updates + 1), metrics
 
 
 def at_bounds(action: jax.Array) -> jax.Array:

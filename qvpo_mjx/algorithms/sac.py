@@ -26,7 +26,6 @@ import optax
 from qvpo_mjx import parallel
 from qvpo_mjx.agent.normalizer import normalize_obs
 from qvpo_mjx.agent.state import Metrics, Params, Transition
-from qvpo_mjx.agent.updates import polyak
 from qvpo_mjx.algorithms import baseline
 from qvpo_mjx.algorithms.baseline import BaselineState
 
@@ -74,11 +73,7 @@ def critic_step(state: BaselineState, batch: Transition, key: jax.Array,
         q = jnp.min(baseline.twin_q(state, state.critic_target_params, next_obs, action), axis=0)
         return soft_value(q, jnp.exp(state.log_alpha), log_prob)
 
-    state, metrics = baseline.critic_update(state, batch, key, next_value, axis_name)
-    return state.replace(
-        critic_target_params=polyak(state.critic_target_params, state.critic_params,
-                                    state.hparams["tau"]),
-        critic_updates=state.critic_updates + 1), metrics
+    return baseline.critic_step(state, batch, key, next_value, axis_name)
 
 
 def actor_step(state: BaselineState, batch: Transition, key: jax.Array,

@@ -43,8 +43,7 @@ def critic_step(state: BaselineState, batch: Transition, key: jax.Array,
         return jnp.min(baseline.twin_q(state, state.critic_target_params, next_obs, action),
                        axis=0)
 
-    state, metrics = baseline.critic_update(state, batch, key, next_value, axis_name)
-    return state.replace(critic_updates=state.critic_updates + 1), metrics
+    return baseline.critic_step(state, batch, key, next_value, axis_name, move_target=False)
 
 
 def actor_step(state: BaselineState, batch: Transition, key: jax.Array,

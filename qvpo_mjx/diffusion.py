@@ -120,6 +120,7 @@ def _reverse(step: Callable, T: int, x_T: jax.Array, noise: jax.Array) -> jax.Ar
     x, _ = jax.lax.scan(lambda x, tz: (step(x, *tz), None), x_T, (steps, noise))
     return x
 
+
 def sample_simple(eps_fn: EpsFn, schedule: Schedule, x_T: jax.Array, noise: jax.Array,
                   noise_scale: jax.Array | float = 1.0) -> jax.Array:
     """QSM's reverse chain (its "sampler S"): for t = T-1 .. 0,

@@ -87,13 +87,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 # `eval_vector_steps` (an evaluation is 1,000 steps of the eval envs: a chunk of one vector step
 # would be mostly evaluation).
 WIDE_FROM = 256
+WIDE = {"updates_per_step": 4, "batch_size": 1024, "critic_updates_per_actor": 2, **WIDE_OPTIONS}
 
 # What a baseline (``--algo``, qvpo_mjx/algorithms/) changes in a preset's values unless a flag
 # sets the field. TD3's policy delay is part of TD3 (its actor takes every 2nd critic update at
 # least); QSM's chain is its paper's and code's (5 steps of the vp schedule).
 ALGO_FLOORS: dict[str, dict[str, int]] = {"td3": {"critic_updates_per_actor": 2}}
 ALGO_VALUES: dict[str, dict[str, Any]] = {"qsm": {"diffusion_steps": 5, "beta_schedule": "vp"}}
-WIDE = {"updates_per_step": 4, "batch_size": 1024, "critic_updates_per_actor": 2, **WIDE_OPTIONS}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -131,7 +131,7 @@ def test_td3_actor_step_raises_q1_of_its_action():
     state = state_of("td3")
     b = batch(B=64)
     obs = b.obs
-    q1 = lambda s: float(jnp.mean(baseline.twin_q(  # noqa: E731
+    q1 = lambda s: float(jnp.mean(baseline.both_q(  # noqa: E731
         s, s.critic_params, obs, s.actor.apply(s.actor_params, obs))[0]))
     s = state
     for i in range(5):
@@ -308,7 +308,7 @@ def test_qsm_policy_climbs_a_known_q_to_its_maximum(monkeypatch):
         q = -jnp.sum(jnp.square(a - 0.5), axis=-1)
         return jnp.stack([q, q])
 
-    monkeypatch.setattr(baseline, "twin_q", known_q)
+    monkeypatch.setattr(baseline, "both_q", known_q)
     cfg = TINY.replace(algo="qsm", hidden_size=32, diffusion_steps=5, beta_schedule="vp",
                        actor_lr=1e-3, qsm_q_scale=1.0)
     state = baseline.init(jax.random.PRNGKey(0), OBS, 1, cfg)

@@ -97,8 +97,25 @@ class AgentStructure:
         return diffusion.make_schedule(self.beta_schedule, self.diffusion_steps)
 
 
+class StructureViews:
+    """The networks and schedule of a state's static ``structure``, as attributes of the state
+    (every algorithm's state: QVPO's and the baselines')."""
+
+    @property
+    def actor(self):
+        return self.structure.actor
+
+    @property
+    def critic(self) -> TwinCritic:
+        return self.structure.critic
+
+    @property
+    def schedule(self) -> diffusion.Schedule:
+        return self.structure.schedule
+
+
 @struct.dataclass
-class AgentState:
+class AgentState(StructureViews):
     actor_params: Params
     critic_params: Params
     actor_target_params: Params
@@ -114,18 +131,6 @@ class AgentState:
     actor_updates: jax.Array  # () int32, actor updates done
     env_steps: jax.Array  # () int32, environment transitions seen (entropy-weight schedule)
     structure: AgentStructure = struct.field(pytree_node=False)
-
-    @property
-    def actor(self) -> NoiseNet:
-        return self.structure.actor
-
-    @property
-    def critic(self) -> TwinCritic:
-        return self.structure.critic
-
-    @property
-    def schedule(self) -> diffusion.Schedule:
-        return self.structure.schedule
 
 
 def optimizer(lr: jax.Array, eps: jax.Array, clip: jax.Array) -> optax.GradientTransformation:

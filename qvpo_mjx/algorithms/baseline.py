@@ -29,7 +29,7 @@ from flax import struct
 
 from qvpo_mjx import diffusion, parallel
 from qvpo_mjx.agent.normalizer import ObsStats, normalize_obs
-from qvpo_mjx.agent.state import Metrics, Params, Transition, structure_of
+from qvpo_mjx.agent.state import Metrics, Params, StructureViews, Transition, structure_of
 from qvpo_mjx.agent.updates import critic_loss, polyak, td_target
 from qvpo_mjx.agent.values import critic_q
 from qvpo_mjx.config import QVPOConfig
@@ -119,7 +119,7 @@ class BaselineStructure:
 
 
 @struct.dataclass
-class BaselineState:
+class BaselineState(StructureViews):
     """A Gaussian baseline's state. ``actor_target_params`` is TD3's target policy ({} for SAC,
     which has none); ``log_alpha`` and ``alpha_opt_state`` are SAC's temperature and its Adam
     state (held, unused, by TD3 so both share one layout)."""
@@ -138,18 +138,6 @@ class BaselineState:
     actor_updates: jax.Array  # () int32
     env_steps: jax.Array  # () int32
     structure: BaselineStructure = struct.field(pytree_node=False)
-
-    @property
-    def actor(self) -> nn.Module:
-        return self.structure.actor
-
-    @property
-    def critic(self) -> TwinCritic:
-        return self.structure.critic
-
-    @property
-    def schedule(self) -> diffusion.Schedule:
-        return self.structure.schedule
 
 
 def adam(lr: jax.Array | float) -> optax.GradientTransformation:
@@ -190,9 +178,10 @@ def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) ->
         env_steps=zero, structure=structure)
 
 
-def twin_q(state: BaselineState, critic_params: Params, obs: jax.Array,
+def both_q(state: BaselineState, critic_params: Params, obs: jax.Array,
            actions: jax.Array) -> jax.Array:
-    """Both critics' Q: obs (B, o), actions (B, d) -> (2, B)."""
+    """Both critics' Q of one action per state: obs (B, o), actions (B, d) -> (2, B)
+    (``agent.twin_q`` scores K candidates per state)."""
     return critic_q(state, critic_params, obs, actions)[0]
 
 

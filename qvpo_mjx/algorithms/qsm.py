@@ -77,7 +77,7 @@ def critic_step(state: BaselineState, batch: Transition, key: jax.Array,
     Polyak step; counts one critic update."""
     def next_value(state, next_obs, key):
         action = noisy_action(state, next_obs, key)
-        return jnp.min(baseline.twin_q(state, state.critic_target_params, next_obs, action),
+        return jnp.min(baseline.both_q(state, state.critic_target_params, next_obs, action),
                        axis=0)
 
     return baseline.critic_step(state, batch, key, next_value, axis_name)
@@ -94,7 +94,7 @@ def actor_step(state: BaselineState, batch: Transition, key: jax.Array,
     noisy = diffusion.q_sample(schedule, batch.action, t, eps)  # (B, d)
     # Q_j(s_b, a_b) depends on a_b alone, so d(sum_b Q_j) / da is grad_a Q_j per state: one
     # reverse pass per critic, (2, B, d).
-    g1, g2 = jax.jacrev(lambda a: jnp.sum(baseline.twin_q(state, state.critic_params, obs, a),
+    g1, g2 = jax.jacrev(lambda a: jnp.sum(baseline.both_q(state, state.critic_params, obs, a),
                                           axis=-1))(noisy)
     target = jax.lax.stop_gradient(score_target(g1, g2, state.structure.qsm_q_scale))
 

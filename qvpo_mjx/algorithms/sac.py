@@ -70,7 +70,7 @@ def critic_step(state: BaselineState, batch: Transition, key: jax.Array,
     """One soft TD step, then the critic target's Polyak step; counts one critic update."""
     def next_value(state, next_obs, key):
         action, log_prob = sample(state, state.actor_params, next_obs, key)
-        q = jnp.min(baseline.twin_q(state, state.critic_target_params, next_obs, action), axis=0)
+        q = jnp.min(baseline.both_q(state, state.critic_target_params, next_obs, action), axis=0)
         return soft_value(q, jnp.exp(state.log_alpha), log_prob)
 
     return baseline.critic_step(state, batch, key, next_value, axis_name)
@@ -86,7 +86,7 @@ def actor_step(state: BaselineState, batch: Transition, key: jax.Array,
 
     def loss_fn(params):
         action, log_prob = sample(state, params, obs, k_policy)
-        q = jnp.min(baseline.twin_q(state, state.critic_params, obs, action), axis=0)
+        q = jnp.min(baseline.both_q(state, state.critic_params, obs, action), axis=0)
         return jnp.mean(alpha * log_prob - q), log_prob
 
     (loss, log_prob), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)

@@ -40,7 +40,7 @@ def critic_step(state: BaselineState, batch: Transition, key: jax.Array,
         mu = state.actor.apply(state.actor_target_params, next_obs)
         noise = structure.td3_target_noise * jax.random.normal(key, mu.shape)
         action = smoothed_action(mu, noise, structure.td3_target_noise_clip)
-        return jnp.min(baseline.twin_q(state, state.critic_target_params, next_obs, action),
+        return jnp.min(baseline.both_q(state, state.critic_target_params, next_obs, action),
                        axis=0)
 
     return baseline.critic_step(state, batch, key, next_value, axis_name, move_target=False)
@@ -54,7 +54,7 @@ def actor_step(state: BaselineState, batch: Transition, key: jax.Array,
     obs = normalize_obs(state, batch.obs)
 
     def loss_fn(params):
-        q = baseline.twin_q(state, state.critic_params, obs, state.actor.apply(params, obs))
+        q = baseline.both_q(state, state.critic_params, obs, state.actor.apply(params, obs))
         return -jnp.mean(q[0])
 
     loss, grads = jax.value_and_grad(loss_fn)(state.actor_params)

@@ -22,7 +22,8 @@ from typing import Any
 BETA_SCHEDULES = ("cosine", "linear", "vp")
 Q_TRANSFORMS = ("qadv", "qcut", "qrelu", "qexpn")
 BEHAVIOR_NOISES = ("white", "ar1", "pink")  # qvpo_mjx/behavior_noise.py
-ALGOS = ("qvpo", "sac", "td3", "qsm")  # qvpo_mjx/algorithms/
+ALGOS = ("qvpo", "sac", "td3", "qsm", "dacer", "dipo")  # qvpo_mjx/algorithms/
+DACER_COMPONENTS = 3  # the Gaussian mixture of DACER's entropy estimate (its code's)
 
 
 def _field(default: Any, doc: str, *, traced: bool = False) -> Any:
@@ -136,6 +137,17 @@ class QVPOConfig:
         False, "Normalise observations by running mean and variance (updated from every vector "
         "step's observations, inside the loop) wherever actor and critic read them; the buffer "
         "keeps raw observations, so every use is normalised with the current statistics.")
+    reward_scale: float = _field(
+        1.0, "Rewards are multiplied by this in the TD target, so Q is learnt in these units "
+        "(1 is the reference). A critic whose values sit in the hundreds needs many Adam steps "
+        "to grow its outputs there; a smaller scale shortens that climb. The returns in the "
+        "curve stay the env's.", traced=True)
+    reward_scale_auto: bool = _field(
+        False, "At the first update, set reward_scale to 1 / max(1, mean |r|) of the "
+        "transitions in the buffer then (the warm-up's): rewards larger than 1 per step in "
+        "size are scaled to about 1, so every Q stays within about 1 / (1 - gamma) and a "
+        "critic with few updates can reach it; rewards of at most 1 keep their scale (1). "
+        "Kept for the run (and on resume).")
     n_step: int = _field(
         1, "n of n-step returns: the TD target sums up to n discounted rewards of the same env "
         "and bootstraps from where the window ends (at most n steps, fewer at a terminal state, "
@@ -163,11 +175,12 @@ class QVPOConfig:
 
     # --- the algorithm (qvpo_mjx/algorithms/; baselines, not in the reference) ----------------
     algo: str = _field(
-        "qvpo", f"The algorithm the loop trains, one of {ALGOS}. qvpo is this project's. The "
-        "baselines sac and td3 use the same loop, replay buffer, critics (critic_* fields and "
+        "qvpo", f"The algorithm the loop trains, one of {ALGOS}. qvpo is this project's. Every "
+        "baseline uses the same loop, replay buffer, critics (critic_* fields and "
         "the options), learning rates, gamma, tau, batch and update schedule; the selection and "
-        "Q-weighting fields apply to qvpo alone (qsm also uses the actor's diffusion fields), "
-        "and their own fields are the sac_*, td3_* and qsm_* below.")
+        "Q-weighting fields apply to qvpo alone (qsm, dacer and dipo also use the actor's "
+        "diffusion fields), and their own fields are the sac_*, td3_*, qsm_*, dacer_* and "
+        "dipo_* below.")
     sac_alpha_lr: float = _field(3e-4, "sac: Adam learning rate of log(alpha), the temperature "
                                  "(softlearning's default).")
     sac_initial_alpha: float = _field(1.0, "sac: the temperature alpha at the start (log alpha "
@@ -185,6 +198,28 @@ class QVPOConfig:
         "runs).")
     qsm_action_noise: float = _field(0.1, "qsm: std of the Gaussian noise added to the chain's "
                                      "action when acting and in the TD target (their code's).")
+    dacer_initial_alpha: float = _field(
+        3.0, "dacer: alpha, the scale of the noise added to the chain's action, at the start "
+        "(log alpha = ln 3, its code's).")
+    dacer_alpha_lr: float = _field(0.03, "dacer: Adam learning rate of log(alpha) (its code's).")
+    dacer_noise_scale: float = _field(
+        0.15, "dacer: the added noise's std is alpha times this (its code's 0.15, for "
+        "HalfCheetah and Humanoid; 0.1 for its other tasks).")
+    dacer_target_entropy: float = _field(
+        -0.9, "dacer: the entropy alpha holds, per action dimension (target -0.9 d).")
+    dacer_alpha_every: int = _field(
+        5_000, "dacer: actor updates between two entropy estimates and alpha steps (its code's "
+        "10,000 updates, the actor taking every 2nd; the first at the first actor update).")
+    dipo_action_lr: float = _field(
+        0.03, "dipo: Adam learning rate of the gradient ascent on Q that improves the stored "
+        "actions (its code's eta).")
+    dipo_action_steps: int = _field(
+        20, "dipo: Adam steps of that ascent per actor update (its code's; 40 for HalfCheetah).")
+    dipo_action_clip: float = _field(
+        0.1, "dipo: each ascent step's gradient (the whole batch's) is clipped to this times d "
+        "in global norm (its code's ratio; 0.08 for Walker2d and HalfCheetah).")
+    dacer_entropy_samples: int = _field(
+        200, "dacer: actions per batch state the entropy estimate fits its Gaussian mixture to.")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -239,6 +274,28 @@ class QVPOConfig:
             value = getattr(self, name)
             if not _finite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+        for name in ("dacer_initial_alpha", "dacer_alpha_lr", "reward_scale"):
+            value = getattr(self, name)
+            if not _finite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not (_finite(self.dacer_noise_scale) and self.dacer_noise_scale >= 0):
+            raise ValueError(f"dacer_noise_scale must be a non-negative finite number, got "
+                             f"{self.dacer_noise_scale!r}")
+        if not _finite(self.dacer_target_entropy):
+            raise ValueError(f"dacer_target_entropy must be finite, got "
+                             f"{self.dacer_target_entropy!r}")
+        for name in ("dipo_action_lr", "dipo_action_clip"):
+            value = getattr(self, name)
+            if not _finite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if self.dipo_action_steps < 1:
+            raise ValueError(f"dipo_action_steps must be at least 1, got {self.dipo_action_steps}")
+        if self.dacer_alpha_every < 1:
+            raise ValueError(f"dacer_alpha_every must be at least 1 actor update, got "
+                             f"{self.dacer_alpha_every}")
+        if self.dacer_entropy_samples < 2 * DACER_COMPONENTS:
+            raise ValueError(f"dacer_entropy_samples must be at least {2 * DACER_COMPONENTS} "
+                             f"(two per mixture component), got {self.dacer_entropy_samples}")
         if not _finite(self.sac_target_entropy):
             raise ValueError(f"sac_target_entropy must be finite, got {self.sac_target_entropy!r}")
         if self.q_transform not in Q_TRANSFORMS:

@@ -100,7 +100,7 @@ class Trainer:
         state = TrainState(
             agent=agent_state,
             replay=replay.init(self.config.replay_size, self.vec.observation_size,
-                               self.vec.action_size),
+                               self.vec.action_size, self.algorithm.improves_actions),
             env=self.all_envs.reset(k_env), key=k_run, chunks=jnp.zeros((), jnp.int32),
             fault=jnp.zeros((), jnp.int32), fault_step=jnp.zeros((), jnp.int32),
             noise=self._init_noise(jax.random.fold_in(key, 1)))
@@ -129,7 +129,9 @@ class Trainer:
         return TrainState(
             agent=everywhere(state.agent, rep),
             replay=state.replay.replace(data=everywhere(state.replay.data, split), ends=split,
-                                        position=rep, size=rep),
+                                        position=rep, size=rep,
+                                        improved=None if state.replay.improved is None
+                                        else split),
             env=state.env.replace(inner=everywhere(state.env.inner, split),
                                   episode_step=split, episode_return=split, key=rep),
             key=rep, chunks=rep, fault=rep, fault_step=rep,
@@ -239,15 +241,18 @@ class Trainer:
         agent_state = agent.update_obs_stats(
             state.agent.replace(env_steps=state.agent.env_steps + N), obs, self.axis_name)
 
-        def do_updates(agent_state):
-            return self._updates(agent_state, buffer, k_sample, k_update, seed_axis)
+        def do_updates(carry):
+            agent_state, improved = carry
+            return self._updates(agent_state, buffer.replace(improved=improved), k_sample,
+                                 k_update, seed_axis)
 
         # Before warm-up ends: the same metrics structure, zeros (the chunk masks them out).
-        shapes = jax.eval_shape(do_updates, agent_state)[1]
+        shapes = jax.eval_shape(do_updates, (agent_state, buffer.improved))[1]
         zeros = jax.tree.map(lambda v: jnp.zeros(v.shape, v.dtype), shapes)
         updating = env_steps + N >= cfg.start_steps
-        agent_state, metrics = jax.lax.cond(
-            updating, do_updates, lambda a: (a, zeros), agent_state)
+        (agent_state, improved), metrics = jax.lax.cond(
+            updating, do_updates, lambda c: (c, zeros), (agent_state, buffer.improved))
+        buffer = buffer.replace(improved=improved)
         step_metrics = {**metrics, "updated": updating.astype(jnp.float32),
                         "acted": 1.0 - warming_up.astype(jnp.float32),
                         "behavior": parallel.pmean(act_metrics, self.axis_name),
@@ -266,12 +271,22 @@ class Trainer:
 
     def _updates(self, agent_state: agent.AgentState, buffer: replay.ReplayBuffer,
                  k_sample: jax.Array, k_update: jax.Array, seed_axis: str | None):
-        """The updates of one vector step. Returns the agent and {"critic": metrics averaged
-        over this step's critic updates, "actor": over its actor updates (0 if none),
-        "actor_updates": how many there were}: each update metric is named under its part."""
+        """The updates of one vector step. Returns (the agent, the buffer's improved-action
+        column: DIPO's, None for the others) and {"critic": metrics averaged over this step's
+        critic updates, "actor": over its actor updates (0 if none), "actor_updates": how
+        many there were}: each update metric is named under its part."""
         cfg = self.config
         U, B = cfg.updates_per_step, cfg.batch_size // self.num_devices
         k_critic_rows, k_actor_rows = jax.random.split(k_sample)
+        shared = functools.partial(self._shared, seed_axis=seed_axis)
+        if cfg.reward_scale_auto:  # fixed once, from what the buffer holds at the first update
+            def set_scale(agent_state):
+                scale = 1.0 / jnp.maximum(1.0, replay.mean_abs_reward(buffer, self.axis_name))
+                return agent_state.replace(hparams={**agent_state.hparams,
+                                                    "reward_scale": scale})
+
+            agent_state = jax.lax.cond(shared(agent_state.critic_updates) == 0, set_scale,
+                                       lambda a: a, agent_state)
         # Indices up front, transitions gathered inside the update scan: one batch at a time
         # is held, not all U of a vector step (at N = 4096 those were gigabytes).
         critic_rows = replay.sample_rows(buffer, k_critic_rows, (U, B))
@@ -279,7 +294,12 @@ class Trainer:
         # buffer again); only their obs rows are gathered.
         actor_batches = U // cfg.critic_updates_per_actor if U % cfg.critic_updates_per_actor \
             == 0 else U
-        if self.algorithm.actor_own_batch:
+        if self.algorithm.improves_actions:  # DIPO: its rows, to improve their actions
+            actor_rows = replay.sample_rows(buffer, k_actor_rows, (actor_batches, B))
+
+            def actor_data(j):
+                return algorithms.ActorRows(rows=actor_rows[j], obs=buffer.data.obs[actor_rows[j]])
+        elif self.algorithm.actor_own_batch:
             actor_rows = replay.sample_rows(buffer, k_actor_rows, (actor_batches, B))
 
             def actor_data(j):
@@ -298,14 +318,23 @@ class Trainer:
                 return replay.n_step_rows(buffer, critic_rows[i], cfg.n_step,
                                           agent_state.hparams["gamma"], self.vec.num_envs)
 
+        actor_step = (functools.partial(self.algorithm.actor_step, shared=shared)
+                      if self.algorithm.actor_takes_shared else self.algorithm.actor_step)
+        if buffer.improved is not None:  # the actor steps read and write it in the agent
+            agent_state = agent_state.replace(improved=buffer.improved)
         agent_state, metrics, actor_updates = agent.scheduled_updates(
             agent_state, critic_batch, actor_data, U, k_update,
             cfg.critic_updates_per_actor, self.axis_name,
-            shared=lambda x: self._shared(x, seed_axis),
-            critic_step_fn=self.algorithm.critic_step, actor_step_fn=self.algorithm.actor_step)
+            shared=shared, critic_step_fn=self.algorithm.critic_step, actor_step_fn=actor_step)
+        improved = None
+        if buffer.improved is not None:
+            improved, agent_state = agent_state.improved, agent_state.replace(improved=None)
         metrics = parallel.pmean(metrics, self.axis_name)
-        return agent_state, {"critic": _part(metrics, "critic"), "actor": _part(metrics, "actor"),
-                             "actor_updates": actor_updates}
+        if cfg.reward_scale_auto:
+            metrics = {**metrics, "critic/reward_scale": agent_state.hparams["reward_scale"]}
+        return (agent_state, improved), {"critic": _part(metrics, "critic"),
+                                         "actor": _part(metrics, "actor"),
+                                         "actor_updates": actor_updates}
 
     @staticmethod
     def _first_fault(metrics: dict[str, jax.Array], agent_state: agent.AgentState) -> jax.Array:

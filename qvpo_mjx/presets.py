@@ -76,24 +76,37 @@ PRESETS: dict[str, dict[str, Any]] = {
 # 4 critic updates of batch 1,024 per vector step (whatever N is), the actor every second one,
 # observation normalisation, 3-step returns and LayerNorm critics, with the learning rates
 # unchanged (doubling them took inverted_double_pendulum from 6.1x to 10.1x fewer updates and
-# halfcheetah from 685 to 402, 6 seeds).
+# halfcheetah from 685 to 402, 6 seeds), and rewards scaled to a mean |r| of at most 1
+# (reward_scale_auto): what held inverted_double_pendulum back was its critic's climb to
+# Q near 900 (9 per step) in few updates, not data or targets. At N = 256 a reward scale of
+# 0.1 reached its bar after 3,522 updates (12.4x; 0.3: 10.3x; the unscaled rule 7.7x; tau 0.05
+# or 0.1 in place of 0.02: 7.7x); at N = 4,096 the auto scale (0.107) after 3,024 (14.4x,
+# against 6.1x unscaled). It leaves every task whose rewards are at most 1 per step as it was
+# (inverted_pendulum, CartpoleSwingup, halfcheetah: scale 1).
 # Measured on the CPU with the cpu preset's networks, the wide regime reached the N = 64 rule's
 # final return with 11.6x fewer sequential updates on inverted_pendulum at N = 4,096 (1,200 of
-# 13,920), 14.8x on CartpoleSwingup at N = 4,096 (5,040 of 74,400; 13.1x at 1,024) and 6.1x on
-# inverted_double_pendulum at N = 4,096 (7,200 of 43,680); on halfcheetah (N = 256) it was level
-# with the rule at equal updates. Env steps per update grow with N and bought nothing on
-# inverted_double_pendulum (N = 1,024 and 4,096 ended where N = 256 did after as many updates),
-# so the budget is counted in vector steps: at least `vector_steps` of them, an evaluation every
+# 13,920), 14.8x on CartpoleSwingup at N = 4,096 (5,040 of 74,400; 13.1x at 1,024) and 14.4x on
+# inverted_double_pendulum at N = 4,096 (3,024 of 43,680, rewards scaled); on halfcheetah
+# (N = 256) it was level with the rule at equal updates. Env steps per update grow with N and
+# bought nothing on inverted_double_pendulum (N = 1,024 and 4,096 ended where N = 256 did after
+# as many updates), so the budget is counted in vector steps: at least `vector_steps` of them, an evaluation every
 # `eval_vector_steps` (an evaluation is 1,000 steps of the eval envs: a chunk of one vector step
 # would be mostly evaluation).
 WIDE_FROM = 256
-WIDE = {"updates_per_step": 4, "batch_size": 1024, "critic_updates_per_actor": 2, **WIDE_OPTIONS}
+WIDE = {"updates_per_step": 4, "batch_size": 1024, "critic_updates_per_actor": 2, **WIDE_OPTIONS,
+        "reward_scale_auto": True}
 
 # What a baseline (``--algo``, qvpo_mjx/algorithms/) changes in a preset's values unless a flag
-# sets the field. TD3's policy delay is part of TD3 (its actor takes every 2nd critic update at
-# least); QSM's chain is its paper's and code's (5 steps of the vp schedule).
-ALGO_FLOORS: dict[str, dict[str, int]] = {"td3": {"critic_updates_per_actor": 2}}
-ALGO_VALUES: dict[str, dict[str, Any]] = {"qsm": {"diffusion_steps": 5, "beta_schedule": "vp"}}
+# sets the field. TD3's and DACER's policy delay is part of them (the actor takes every 2nd
+# critic update at least); QSM's chain is its paper's and code's (5 steps of the vp schedule),
+# DACER's its code's (20 of vp), with its rewards scaled by 0.2; DIPO's its code's (100 of
+# cosine).
+ALGO_FLOORS: dict[str, dict[str, int]] = {"td3": {"critic_updates_per_actor": 2},
+                                          "dacer": {"critic_updates_per_actor": 2}}
+ALGO_VALUES: dict[str, dict[str, Any]] = {
+    "qsm": {"diffusion_steps": 5, "beta_schedule": "vp"},
+    "dacer": {"diffusion_steps": 20, "beta_schedule": "vp", "reward_scale": 0.2},
+    "dipo": {"diffusion_steps": 100, "beta_schedule": "cosine"}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +188,8 @@ def implied(name: str, num_envs: int, batch_size: int | None = None
     return values, (f"N = {num_envs} >= {WIDE_FROM} implies the wide regime: "
                     f"{WIDE['updates_per_step']} critic updates of batch {WIDE['batch_size']} per "
                     f"vector step, the actor every {WIDE['critic_updates_per_actor']}nd, obs "
-                    f"normalisation, {WIDE['n_step']}-step returns, LayerNorm critics, {budget}")
+                    f"normalisation, {WIDE['n_step']}-step returns, LayerNorm critics, rewards "
+                    f"scaled to a mean |r| of at most 1, {budget}")
 
 
 def preset_config(name: str, overrides: dict[str, Any] | None = None) -> QVPOConfig:

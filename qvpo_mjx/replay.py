@@ -26,32 +26,42 @@ class ReplayBuffer:
     ends: jax.Array  # (capacity,) float32: 1 where the transition ended its episode
     position: jax.Array  # () int32, next row to write
     size: jax.Array  # () int32, rows filled
+    # (capacity, d) float32 or None: DIPO's improved actions, one per row, written with the
+    # row's action when the row is written and improved in place by its actor step.
+    improved: jax.Array | None = None
 
     @property
     def capacity(self) -> int:
         return self.data.reward.shape[0]
 
 
-def init(capacity: int, obs_size: int, action_size: int) -> ReplayBuffer:
+def init(capacity: int, obs_size: int, action_size: int, improved: bool = False
+         ) -> ReplayBuffer:
+    """An empty buffer; ``improved``: with DIPO's column of improved actions."""
     data = Transition(obs=jnp.zeros((capacity, obs_size), jnp.float32),
                       action=jnp.zeros((capacity, action_size), jnp.float32),
                       reward=jnp.zeros((capacity,), jnp.float32),
                       next_obs=jnp.zeros((capacity, obs_size), jnp.float32),
                       terminated=jnp.zeros((capacity,), jnp.float32))
     return ReplayBuffer(data=data, ends=jnp.zeros((capacity,), jnp.float32),
-                        position=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
+                        position=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32),
+                        improved=(jnp.zeros((capacity, action_size), jnp.float32) if improved
+                                  else None))
 
 
 def add(buffer: ReplayBuffer, items: Transition, ends: jax.Array | None = None) -> ReplayBuffer:
-    """Write n transitions (every field with leading axis n <= capacity), oldest overwritten.
-    ``ends`` (n,): where each ended its episode (terminated or truncated); default ``terminated``."""
+    """Write n transitions (every field with leading axis n <= capacity), oldest overwritten
+    (and the improved column, if any, starts each row at its action). ``ends`` (n,): where each
+    ended its episode (terminated or truncated); default ``terminated``."""
     n, capacity = items.reward.shape[0], buffer.capacity
     rows = (buffer.position + jnp.arange(n, dtype=jnp.int32)) % capacity
     data = jax.tree.map(lambda d, x: d.at[rows].set(x.astype(d.dtype)), buffer.data, items)
     ends = items.terminated if ends is None else ends
+    improved = (None if buffer.improved is None
+                else buffer.improved.at[rows].set(items.action.astype(jnp.float32)))
     return ReplayBuffer(data=data, ends=buffer.ends.at[rows].set(ends.astype(jnp.float32)),
                         position=(buffer.position + n) % capacity,
-                        size=jnp.minimum(buffer.size + n, capacity))
+                        size=jnp.minimum(buffer.size + n, capacity), improved=improved)
 
 
 # Rows read by obs_spread: every row of a buffer up to this size, evenly spaced filled rows of a
@@ -79,6 +89,16 @@ def obs_spread(buffer: ReplayBuffer, axis_name: str | None = None) -> jax.Array:
     # About the pooled mean (not E[x^2] - E[x]^2, which loses float32's digits at large |mean|).
     var = parallel.psum(jnp.sum(jnp.square(obs - mean) * weight, axis=0), axis_name)
     return jnp.mean(jnp.sqrt(var / jnp.maximum(count, 1.0)))
+
+
+def mean_abs_reward(buffer: ReplayBuffer, axis_name: str | None = None) -> jax.Array:
+    """The mean |r| of the filled rows (0 for an empty buffer), every device's shard pooled
+    with ``axis_name``. Reads the whole reward column: for a rare call (``reward_scale_auto``
+    runs it once). Returns ()."""
+    filled = (jnp.arange(buffer.capacity) < buffer.size).astype(jnp.float32)
+    total = parallel.psum(jnp.sum(jnp.abs(buffer.data.reward) * filled), axis_name)
+    count = parallel.psum(jnp.sum(filled), axis_name)
+    return total / jnp.maximum(count, 1.0)
 
 
 def sample_rows(buffer: ReplayBuffer, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from qvpo_mjx import agent, algorithms, cli, rundir
-from qvpo_mjx.algorithms import baseline, qsm, sac, td3
+from qvpo_mjx.algorithms import baseline, dacer, dipo, qsm, sac, td3
 from qvpo_mjx.config import QVPOConfig
 from qvpo_mjx.loop import Trainer
 from qvpo_mjx.presets import preset_values
@@ -153,8 +153,8 @@ def test_td3_acting_adds_clipped_gaussian_noise_and_evaluation_is_mu():
 
 # --- The interface and the settings ---------------------------------------------------------
 def test_every_algorithm_is_registered_and_unknown_ones_are_named():
-    assert set(algorithms.ALGORITHMS) == {"qvpo", "sac", "td3", "qsm"}
-    with pytest.raises(ValueError, match="known: qvpo, sac, td3, qsm"):
+    assert set(algorithms.ALGORITHMS) == {"qvpo", "sac", "td3", "qsm", "dacer", "dipo"}
+    with pytest.raises(ValueError, match="known: qvpo, sac, td3, qsm, dacer, dipo"):
         algorithms.get("ppo")
     with pytest.raises(ValueError, match="algo must be one of"):
         QVPOConfig(algo="ppo")
@@ -170,13 +170,18 @@ def test_qvpo_only_exploration_options_are_refused_for_baselines():
 def test_td3_keeps_its_policy_delay_under_every_preset_unless_a_flag_sets_it():
     for preset in ("cpu", "paper"):
         assert preset_values(preset, {"algo": "td3"})[0]["critic_updates_per_actor"] == 2
+        dacer_values = preset_values(preset, {"algo": "dacer"})[0]
+        assert (dacer_values["critic_updates_per_actor"], dacer_values["diffusion_steps"],
+                dacer_values["beta_schedule"], dacer_values["reward_scale"]) == (2, 20, "vp", 0.2)
+        dipo_values = preset_values(preset, {"algo": "dipo"})[0]
+        assert (dipo_values["diffusion_steps"], dipo_values["beta_schedule"]) == (100, "cosine")
         assert preset_values(preset, {"algo": "sac"})[0].get("critic_updates_per_actor", 1) == 1
     assert preset_values("cpu", {"algo": "td3", "critic_updates_per_actor": 1}
                          )[0]["critic_updates_per_actor"] == 1
 
 
 # --- In the loop --------------------------------------------------------------------------
-@pytest.mark.parametrize("algo", ["sac", "td3", "qsm"])
+@pytest.mark.parametrize("algo", ["sac", "td3", "qsm", "dacer", "dipo"])
 def test_baselines_run_in_the_loop_with_the_options_and_seeds(algo):
     cfg = TINY.replace(algo=algo, n_step=3, obs_normalization=True, critic_layer_norm=True,
                        critic_bins=11, critic_v_min=-20.0, critic_v_max=20.0,
@@ -198,7 +203,7 @@ def test_baselines_run_in_the_loop_with_the_options_and_seeds(algo):
     np.testing.assert_array_equal(state.agent.obs_stats.seen, [[0, 48], [0, 48]])  # all acted on
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3", "qsm"])
+@pytest.mark.parametrize("algo", ["sac", "td3", "qsm", "dacer", "dipo"])
 def test_baselines_resume_and_extend_to_the_uninterrupted_run(tmp_path, algo):
     flags = TINY_FLAGS + ["--algo", algo, "--compile-cache", "none"]
     full, part = tmp_path / "full", tmp_path / "part"
@@ -331,6 +336,174 @@ def test_qsm_policy_climbs_a_known_q_to_its_maximum(monkeypatch):
 def test_baselines_on_two_devices_stay_replicated(tmp_path):
     from test_scale_out import run_on_two_devices
     r = run_on_two_devices(tmp_path, "baselines")
-    for algo in ("sac", "td3", "qsm"):
+    for algo in ("sac", "td3", "qsm", "dacer", "dipo"):
         assert r[algo]["replicas_equal"] and r[algo]["finite"], (algo, r[algo])
         assert r[algo]["updates"] == [18, 9], algo  # as test_baselines_run_in_the_loop_...
+
+
+# --- DACER ----------------------------------------------------------------------------------
+def test_dacer_entropy_of_a_mixture_and_its_alpha_step_closed_forms():
+    # BASELINES.md: 3 equal N(0, 1) components in d = 1 give H = ln 3 + 1.418939 = 2.517551,
+    # above the target -0.9, so one Adam step (lr 0.03) lowers log alpha by 0.03: 3 -> 2.911337.
+    H = dacer.mixture_entropy(jnp.full((3,), 1 / 3), jnp.ones((3, 1, 1)))
+    assert abs(float(H) - 2.517551) < 1e-5
+    state = state_of("dacer")
+    assert abs(math.exp(float(state.log_alpha)) - 3.0) < 1e-6
+    assert abs(3.0 * state.structure.dacer_noise_scale - 0.45) < 1e-9  # first exploration std
+    grad = jax.grad(dacer.alpha_loss)(state.log_alpha, H, -0.9)
+    assert abs(float(grad) - (2.517551 + 0.9)) < 1e-5
+    log_alpha, _ = baseline.adam_step(state.log_alpha, state.alpha_opt_state, grad, 0.03)
+    assert abs(math.exp(float(log_alpha)) - 2.911337) < 1e-5
+
+
+def test_dacer_mixture_fit_recovers_three_separated_clusters():
+    # Clusters at -10, 0 and 10 on the first axis, each with covariance diag(1, 4), in random
+    # order: each component's entropy is d/2 (1 + ln 2 pi) + 1/2 ln det = 2.837877 + ln 2,
+    # so H = ln 3 + 3.531024 = 4.629637.
+    k = jax.random.split(jax.random.PRNGKey(0), 2)
+    centres = jnp.repeat(jnp.array([[-10.0, 0.0], [0.0, 0.0], [10.0, 0.0]]), 1000, axis=0)
+    x = centres + jax.random.normal(k[0], (3000, 2)) * jnp.array([1.0, 2.0])
+    x = jax.random.permutation(k[1], x)
+    weights, means, cov = jax.jit(dacer.fit_mixture)(x)
+    order = jnp.argsort(means[:, 0])
+    np.testing.assert_allclose(means[order, 0], [-10, 0, 10], atol=0.2)
+    np.testing.assert_allclose(weights, [1 / 3] * 3, atol=0.02)
+    np.testing.assert_allclose(cov[:, 1, 1], [4, 4, 4], rtol=0.15)
+    assert abs(float(dacer.mixture_entropy(weights, cov)) - 4.629637) < 0.05
+
+
+def test_dacer_loss_goes_through_a_two_step_chain():
+    # eps_theta(x, t) = w x and one draw z at the first step: with no clip active the chain is
+    # a = k0(w) (k1(w) x_T + s1 z), k_t(w) = m1_t (c1_t - c2_t w) + m2_t: its value and its
+    # derivative in w against the closed form (the gradient DACER's actor follows).
+    from qvpo_mjx import diffusion
+    sched = diffusion.make_schedule("vp", 2)
+    c1, c2 = np.asarray(sched.sqrt_recip_alphas_cumprod, np.float64), np.asarray(
+        sched.sqrt_recipm1_alphas_cumprod, np.float64)
+    m1, m2 = np.asarray(sched.posterior_mean_coef1, np.float64), np.asarray(
+        sched.posterior_mean_coef2, np.float64)
+    s1 = math.exp(0.5 * float(sched.posterior_log_variance_clipped[1]))
+    x_T, z, w = 0.05, 0.02, 0.3
+
+    def closed(w):
+        k = [m1[t] * (c1[t] - c2[t] * w) + m2[t] for t in (0, 1)]
+        return k[0] * (k[1] * x_T + s1 * z)
+
+    def chain(w):
+        return diffusion.sample(lambda x, t: w * x, sched, jnp.full((1, 1), x_T),
+                                jnp.array([[[z]], [[0.7]]]))[0, 0]  # step 0's draw is unused
+
+    assert abs(float(chain(w)) - closed(w)) < 1e-6
+    fd = (closed(w + 1e-5) - closed(w - 1e-5)) / 2e-5
+    assert abs(float(jax.grad(chain)(w)) - fd) < 1e-4 * max(1.0, abs(fd))
+
+
+def test_dacer_actor_step_moves_alpha_on_its_turns_and_the_target_with_the_actor():
+    state = state_of("dacer", dacer_alpha_every=2, dacer_entropy_samples=16)
+    b = batch(B=8)
+    s1, m1 = dacer.actor_step(state, b, jax.random.PRNGKey(1))  # actor update 0: alpha's turn
+    assert abs(float(s1.log_alpha) - float(state.log_alpha)) > 0.029  # one Adam step of 0.03
+    s2, _ = dacer.actor_step(s1, b, jax.random.PRNGKey(2))  # update 1: not its turn
+    assert float(s2.log_alpha) == float(s1.log_alpha)
+    s3, _ = dacer.actor_step(s2, b, jax.random.PRNGKey(3))  # update 2: its turn again
+    assert float(s3.log_alpha) != float(s2.log_alpha)
+    assert int(s3.actor_updates) == 3 and max_diff(s3.critic_params, state.critic_params) == 0
+    assert max_diff(s1.critic_target_params, state.critic_target_params) == 0  # critic unmoved
+    c, _ = dacer.critic_step(state, b, jax.random.PRNGKey(4))
+    assert max_diff(c.critic_target_params, state.critic_target_params) == 0  # moves with actor
+    assert max_diff(c.critic_params, state.critic_params) > 0
+    s4, _ = dacer.actor_step(c, b, jax.random.PRNGKey(5))
+    assert max_diff(s4.critic_target_params, c.critic_target_params) > 0
+    assert np.isfinite(float(m1["actor/loss"])) and float(m1["actor/alpha"]) == pytest.approx(3.0)
+
+
+def test_dacer_critic_target_scales_the_reward():
+    # Terminal transitions: y = reward_scale r (DACER's 0.2 under the presets).
+    state = state_of("dacer", reward_scale=0.2)
+    b = batch(B=8).replace(terminated=jnp.ones((8,)))
+    _, m = dacer.critic_step(state, b, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(float(m["critic/q_target"]), 0.2 * float(jnp.mean(b.reward)),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_dacer_policy_climbs_a_known_q_to_its_maximum(monkeypatch):
+    # Q(s, a) = -(a - 0.5)^2 for both critics: the gradient through the chain moves the
+    # chain's actions to around 0.5. With a small alpha: under its code's first noise (std
+    # 0.45, clipped at the bounds) the best chain output of this Q is the bound itself, since
+    # clipping there cuts the noise's variance (0.17 against 0.20 at 0.5).
+    def known_q(state, params, obs, a):
+        q = -jnp.sum(jnp.square(a - 0.5), axis=-1)
+        return jnp.stack([q, q])
+
+    monkeypatch.setattr(baseline, "both_q", known_q)
+    cfg = TINY.replace(algo="dacer", hidden_size=32, diffusion_steps=5, beta_schedule="vp",
+                       actor_lr=1e-3, dacer_initial_alpha=0.01, dacer_alpha_every=100_000,
+                       dacer_entropy_samples=6)
+    state = baseline.init(jax.random.PRNGKey(0), OBS, 1, cfg)
+
+    def train(state, key):
+        k_obs, k_step = jax.random.split(key)
+        b = agent.Transition(obs=jax.random.normal(k_obs, (128, OBS)),
+                             action=jnp.zeros((128, 1)), reward=jnp.zeros(128),
+                             next_obs=jnp.zeros((128, OBS)), terminated=jnp.zeros(128))
+        return dacer.actor_step(state, b, k_step)[0], None
+
+    state, _ = jax.lax.scan(train, state, jax.random.split(jax.random.PRNGKey(1), 400))
+    a = dacer.eval_act(state, jax.random.normal(jax.random.PRNGKey(2), (512, OBS)),
+                       jax.random.PRNGKey(3))
+    assert abs(float(jnp.mean(a)) - 0.5) < 0.05 and float(jnp.std(a)) < 0.1, (
+        float(jnp.mean(a)), float(jnp.std(a)))
+
+
+# --- DIPO -----------------------------------------------------------------------------------
+def test_dipo_action_ascent_closed_form(monkeypatch):
+    # BASELINES.md: Q1 = Q2 = (1, -2) . a, A = 0, B = 1: every Adam step moves A by eta times
+    # the sign of grad_a Q (the clip's scale cancels in Adam): (0.6, -0.6) after 20 steps,
+    # (1, -1) after 40 (clamped).
+    def linear_q(state, params, obs, a):
+        q = a @ jnp.array([1.0, -2.0])
+        return jnp.stack([q, q])
+
+    monkeypatch.setattr(baseline, "both_q", linear_q)
+    for steps, expected in ((20, [0.6, -0.6]), (40, [1.0, -1.0])):
+        state = state_of("dipo", dipo_action_steps=steps)
+        a = dipo.improve_actions(state, jnp.zeros((1, OBS)), jnp.zeros((1, D)))
+        np.testing.assert_allclose(a, [expected], atol=1e-3)
+
+
+def test_dipo_actor_step_writes_improved_actions_back_and_clones_them(monkeypatch):
+    # Q = -(a - 0.5)^2: the ascent moves the chosen rows' actions towards 0.5 and writes them
+    # back (the other rows keep theirs); repeated steps on the same rows keep improving them.
+    def known_q(state, params, obs, a):
+        q = -jnp.sum(jnp.square(a - 0.5), axis=-1)
+        return jnp.stack([q, q])
+
+    monkeypatch.setattr(baseline, "both_q", known_q)
+    state = state_of("dipo", dipo_action_steps=5, dipo_action_lr=0.03)
+    column = jnp.full((10, D), -0.5)
+    state = state.replace(improved=column)
+    rows = jnp.array([1, 4, 7])
+    data = algorithms.ActorRows(rows=rows, obs=jnp.ones((3, OBS)))
+    s1, m1 = dipo.actor_step(state, data, jax.random.PRNGKey(0))
+    moved = np.asarray(s1.improved)
+    np.testing.assert_allclose(moved[rows], -0.5 + 0.15, atol=2e-3)  # 5 steps of eta
+    np.testing.assert_array_equal(np.delete(moved, rows, axis=0), -0.5)
+    s2, _ = dipo.actor_step(s1, data, jax.random.PRNGKey(1))
+    np.testing.assert_allclose(np.asarray(s2.improved)[rows], -0.5 + 0.3, atol=4e-3)
+    assert float(m1["actor/action_shift"]) == pytest.approx(0.15 * math.sqrt(D), abs=5e-3)
+    assert max_diff(s1.actor_params, state.actor_params) > 0
+    assert max_diff(s1.actor_target_params, state.actor_target_params) > 0  # Polyak, tau
+    assert int(s2.actor_updates) == 2
+
+
+def test_dipo_buffer_rows_start_at_the_action_taken():
+    from qvpo_mjx import replay
+    buf = replay.init(4, OBS, D, improved=True)
+    items = batch(B=3)
+    buf = replay.add(buf, items)
+    np.testing.assert_array_equal(buf.improved[:3], items.action)
+    buf = buf.replace(improved=buf.improved.at[0].set(0.9))
+    buf = replay.add(buf, batch(B=2, seed=5))  # rows 3 and 0: row 0's improvement is gone
+    np.testing.assert_array_equal(buf.improved[0], batch(B=2, seed=5).action[1])
+    assert replay.init(4, OBS, D).improved is None  # only DIPO's buffer has the column
+

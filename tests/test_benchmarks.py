@@ -222,12 +222,17 @@ def test_algo_cost_times_every_algorithm_on_one_scale(tmp_path):
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {r["algo"]: r for r in json.loads(out.read_text())["rows"]}
-    assert set(rows) == {"qvpo", "sac", "td3", "qsm"}
+    assert set(rows) == {"qvpo", "sac", "td3", "qsm", "dacer", "dipo"}
     assert rows["sac"]["relative_to_sac"] == 1.0
     td3 = rows["td3"]  # the policy delay: half an actor update per critic update
     assert td3["critic_updates_per_actor"] == 2
     assert td3["ms_per_update"] == pytest.approx(td3["critic_ms"] + td3["actor_ms"] / 2)
     assert rows["qsm"]["diffusion_steps"] == 5 and rows["qvpo"]["diffusion_steps"] == 20
+    dacer = rows["dacer"]  # its entropy estimate's share: once in 5,000 actor updates
+    assert dacer["diffusion_steps"] == 20 and dacer["entropy_ms"] > 0
+    assert dacer["ms_per_update"] == pytest.approx(
+        dacer["critic_ms"] + (dacer["actor_ms"] + dacer["entropy_ms"] / 5000) / 2)
+    assert rows["dipo"]["diffusion_steps"] == 100 and rows["dipo"]["entropy_ms"] is None
 
 
 def test_wide_report_joins_the_seeds_of_one_setting_run_apart(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from qvpo_mjx.config import QVPOConfig
-from qvpo_mjx.presets import PRESETS
+from qvpo_mjx.presets import PRESETS, preset_values
 from qvpo_mjx.train import train
 
 THRESHOLD = 300.0
@@ -73,12 +73,12 @@ def test_cpu_preset_reaches_the_maximum(seed, optimized):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("algo", ["sac", "td3", "dacer", "dipo"])
 def test_baselines_learn_inverted_pendulum_in_the_same_loop(algo, optimized):
-    # The cpu preset with --algo: seed 0 reached 1000 at 10k env steps (SAC) and 18k (TD3) of
-    # the preset's 20k when the baselines were added (48 s and 110 s on one busy core).
-    cfg = QVPOConfig(**{**PRESETS["cpu"]["config"], "algo": algo,
-                        "critic_updates_per_actor": 2 if algo == "td3" else 1})
+    # The cpu preset with --algo (python -m qvpo_mjx.train --algo NAME --seed 0): seed 0
+    # reached 1000 at 10k env steps (SAC), 18k (TD3), 16k (DACER) and 20k (DIPO) of the
+    # preset's 20k when each was added (48, 110, 108 and 144 s on one core).
+    cfg = QVPOConfig.from_dict(preset_values("cpu", {"algo": algo})[0])
     rows = train(cfg, "inverted_pendulum", seed=0, progress=False)
     returns = [r["eval_return_mean"] for r in rows]
     assert returns[0] < 200, returns

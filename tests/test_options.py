@@ -51,6 +51,9 @@ def test_n_step_returns_stop_at_terminals_and_time_limits_and_bootstrap_from_the
     state = agent.init(jax.random.PRNGKey(0), 2, 1, SMALL.replace(gamma=GAMMA))
     batch = replay.n_step_rows(buf, jnp.asarray([1]), 3, jnp.float32(GAMMA), 2)
     assert float(agent.td_target(state, batch, jnp.asarray([8.0]))[0]) == pytest.approx(20 + 2.0)
+    # reward_scale scales the window's reward sum, not the bootstrap: 0.1 * 20 + 0.25 * 8.
+    scaled = agent.init(jax.random.PRNGKey(0), 2, 1, SMALL.replace(gamma=GAMMA, reward_scale=0.1))
+    assert float(agent.td_target(scaled, batch, jnp.asarray([8.0]))[0]) == pytest.approx(2 + 2.0)
 
 
 def test_n_step_windows_never_run_past_the_newest_row_of_the_ring():
@@ -175,3 +178,35 @@ def test_layer_norm_critic_of_its_own_width_learns_a_fixed_batch():
     assert state.actor_params["params"]["hidden2"]["kernel"].shape == (32, 32)  # actor unchanged
     losses = critic_losses_on_a_fixed_batch(state, 200)
     assert float(losses[-10:].mean()) < 0.2 * float(losses[:10].mean())
+
+
+def test_reward_scale_auto_fixes_the_scale_at_the_first_update_from_the_buffer():
+    # A buffer of 20 rows with |r| averaging 9 (rewards 9 and -9: the magnitude, not the mean):
+    # the first update sets reward_scale to 1/9; later buffers do not move it. A buffer whose
+    # rewards are at most 1 in size keeps the scale at 1.
+    from qvpo_mjx.loop import Trainer
+    from test_loop import TINY, TINY_ENV
+
+    tr = Trainer(TINY.replace(reward_scale_auto=True), TINY_ENV)
+    state = tr.init(jax.random.PRNGKey(0))
+
+    def buffer_of(rewards):
+        n = len(rewards)
+        return replay.add(replay.init(64, tr.vec.observation_size, tr.vec.action_size),
+                          agent.Transition(obs=jnp.zeros((n, tr.vec.observation_size)),
+                                           action=jnp.zeros((n, tr.vec.action_size)),
+                                           reward=jnp.asarray(rewards, jnp.float32),
+                                           next_obs=jnp.zeros((n, tr.vec.observation_size)),
+                                           terminated=jnp.zeros((n,))))
+
+    updates = jax.jit(lambda a, b, k: tr._updates(a, b, k, k, None))
+    key = jax.random.PRNGKey(1)
+    big = buffer_of([9.0, -9.0] * 10)
+    assert float(replay.mean_abs_reward(big)) == pytest.approx(9.0)
+    (agent_state, _), metrics = updates(state.agent, big, key)
+    assert float(agent_state.hparams["reward_scale"]) == pytest.approx(1 / 9)
+    assert float(metrics["critic"]["critic/reward_scale"]) == pytest.approx(1 / 9)
+    (agent_state, _), _ = updates(agent_state, buffer_of([2.0] * 20), key)
+    assert float(agent_state.hparams["reward_scale"]) == pytest.approx(1 / 9)  # fixed once
+    (small, _), _ = updates(state.agent, buffer_of([0.5, -1.0] * 10), key)
+    assert float(small.hparams["reward_scale"]) == 1.0

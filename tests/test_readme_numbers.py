@@ -78,6 +78,11 @@ def test_any_n_task_table_and_memory_table_are_their_jsons():
         row = run(task, "u4_b1024_opt", n)
         assert round(row["reach_bar"]["updates_saved"], 1) == saved
         assert f"{row['reach_bar']['updates']:,} |" in BENCH_README
+    rerun = run("inverted_pendulum", "u4_b1024_opt_reward_scale_autoTrue", 4096)
+    assert round(rerun["reach_bar"]["updates_saved"], 1) == 9.7 and rerun["seeds"] == 3
+    auto = run("inverted_double_pendulum", "u4_b1024_opt_reward_scale_autoTrue", 4096)
+    assert round(auto["reach_bar"]["updates_saved"], 1) == 14.4 and auto["seeds"] == 3
+    assert f"| {auto['reach_bar']['updates']:,} | **14.4x** |" in BENCH_README
     assert run("inverted_double_pendulum", "u4_b1024_opt_critic_bins101",
                1024)["reach_bar"]["updates_saved"] == pytest.approx(7.7, abs=0.05)
     width = run("halfcheetah", "u4_b1024_opt_hidden_size256", 256)

@@ -190,7 +190,8 @@ def test_num_envs_implies_the_rule_for_the_cpu_and_gpu_presets(preset):
                cfg.train_samples, cfg.obs_normalization)
         assert got == want, (preset, n)
         wide = n >= presets.WIDE_FROM
-        assert (cfg.n_step, cfg.critic_layer_norm) == ((3, True) if wide else (1, False)), n
+        assert (cfg.n_step, cfg.critic_layer_norm, cfg.reward_scale_auto) == (
+            (3, True, True) if wide else (1, False, False)), n
         assert cfg.first_update_rows >= cfg.batch_size  # a full first batch
         # The paper's (gpu) or the preset's (cpu) networks and rates at every N.
         base = presets.PRESETS[preset]["config"]

@@ -111,7 +111,7 @@ def baselines(tmp: Path) -> dict:
     devices: parameters stay replicated, values finite, counters as on one device."""
     jax.config.update("jax_compilation_cache_dir", str(tmp / "cache"))
     out = {}
-    for algo in ("sac", "td3", "qsm"):
+    for algo in ("sac", "td3", "qsm", "dacer", "dipo"):
         cfg = TINY.replace(algo=algo, updates_per_step=2, num_devices=2, obs_normalization=True,
                            critic_updates_per_actor=2)
         trainer = Trainer(cfg, TINY_ENV)

@@ -32,11 +32,12 @@ from qvpo_mjx.networks import NoiseNet
 
 
 def td_target(state: AgentState, batch: Transition, next_q: jax.Array) -> jax.Array:
-    """y = r + gamma^h (1 - terminated) next_q, all (B,), h = ``batch.reward_steps`` (1 unless
-    n-step); no gradient flows through it."""
+    """y = c r + gamma^h (1 - terminated) next_q, all (B,), c = ``reward_scale``, h =
+    ``batch.reward_steps`` (1 unless n-step); no gradient flows through it."""
     gamma = state.hparams["gamma"]
     discount = gamma if batch.reward_steps is None else gamma ** batch.reward_steps
-    return jax.lax.stop_gradient(batch.reward + discount * (1.0 - batch.terminated) * next_q)
+    return jax.lax.stop_gradient(state.hparams["reward_scale"] * batch.reward
+                                 + discount * (1.0 - batch.terminated) * next_q)
 
 
 def critic_loss(state: AgentState, critic_params: Params, batch: Transition,

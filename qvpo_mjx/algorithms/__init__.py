@@ -19,10 +19,19 @@ The loop (qvpo_mjx/loop.py) knows an algorithm only as an :class:`Algorithm`:
   taking every ``critic_updates_per_actor``-th critic update;
 - ``actor_own_batch``: whether the actor's ``data`` is the states (B, o) of a batch of its own
   (QVPO, as its reference samples the buffer again) or the one-step transitions (B,) of the
-  critic batch just used (the baselines: SAC and TD3 read its states, QSM its actions too).
+  critic batch just used (the baselines: SAC, TD3 and DACER read its states, QSM its actions
+  too);
+- ``actor_takes_shared``: whether ``actor_step`` also takes ``shared``, the loop's function that
+  makes a counter one unbatched value under a seed ``vmap`` (DACER: its periodic entropy
+  estimate stays a branch instead of running on every actor step);
+- ``improves_actions``: whether the replay buffer keeps a column of improved actions that the
+  actor step reads and writes (DIPO): its ``data`` is then an :class:`ActorRows` (rows of its
+  own batch and their states), and the column rides in the state's ``improved`` while the
+  vector step's updates run.
 
-QVPO (qvpo_mjx/agent/) is the default; the baselines are ``sac``, ``td3`` and ``qsm`` here, on
-what ``baseline`` gives them all (state, critic step, actors).
+QVPO (qvpo_mjx/agent/) is the default; the baselines are ``sac``, ``td3``, ``qsm``, ``dacer``
+and ``dipo`` here, on what ``baseline`` gives them all (state, critic step, actors, the
+diffusion chain).
 """
 
 from __future__ import annotations
@@ -31,7 +40,8 @@ import dataclasses
 from typing import Any, Callable
 
 from qvpo_mjx import agent
-from qvpo_mjx.algorithms import baseline, qsm, sac, td3
+from qvpo_mjx.algorithms import baseline, dacer, dipo, qsm, sac, td3
+from qvpo_mjx.algorithms.baseline import ActorRows
 from qvpo_mjx.config import ALGOS
 
 
@@ -46,6 +56,8 @@ class Algorithm:
     critic_step: Callable[..., Any]
     actor_step: Callable[..., Any]
     actor_own_batch: bool
+    actor_takes_shared: bool = False
+    improves_actions: bool = False
 
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -57,6 +69,10 @@ ALGORITHMS: dict[str, Algorithm] = {
                      td3.actor_step, actor_own_batch=False),
     "qsm": Algorithm("qsm", baseline.init, qsm.act, qsm.eval_act, qsm.critic_step,
                      qsm.actor_step, actor_own_batch=False),
+    "dacer": Algorithm("dacer", baseline.init, dacer.act, dacer.eval_act, dacer.critic_step,
+                       dacer.actor_step, actor_own_batch=False, actor_takes_shared=True),
+    "dipo": Algorithm("dipo", baseline.init, dipo.act, dipo.eval_act, dipo.critic_step,
+                      dipo.actor_step, actor_own_batch=True, improves_actions=True),
 }
 assert tuple(ALGORITHMS) == ALGOS, "config.ALGOS and the registry name the same algorithms"
 

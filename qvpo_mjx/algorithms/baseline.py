@@ -7,11 +7,12 @@ state shares with ``agent.AgentState`` (``critic``, ``structure``, ``hparams``, 
 a comparison between algorithms differs in the actor and its losses, nothing else.
 
 SAC's and TD3's actors follow their public code: two hidden layers of ``hidden_size`` ReLU units
-(Glorot-uniform weights, zero biases). QSM's is QVPO's noise network (``networks.NoiseNet``, with
-``hidden_size``, ``time_embed_size``, ``diffusion_steps`` and ``beta_schedule``), so the
-diffusion policies differ in how they are trained, not in their network. Every baseline runs
-plain Adam (no gradient clipping, epsilon 1e-8) at the config's ``actor_lr`` and ``critic_lr``,
-as their code does.
+(Glorot-uniform weights, zero biases). QSM's, DACER's and DIPO's are QVPO's noise network
+(``networks.NoiseNet``, with ``hidden_size``, ``time_embed_size``, ``diffusion_steps`` and
+``beta_schedule``), so the diffusion policies differ in how they are trained, not in their
+network. Every baseline but DIPO runs plain Adam (no gradient clipping, epsilon 1e-8) at the
+config's ``actor_lr`` and ``critic_lr``, as their code does; DIPO's code clips the gradient's
+global norm to 2 and uses epsilon 1e-5.
 
 Shapes: ``B`` states, ``o`` observation size, ``d`` action size.
 """
@@ -35,6 +36,7 @@ from qvpo_mjx.agent.values import critic_q
 from qvpo_mjx.config import QVPOConfig
 from qvpo_mjx.networks import NoiseNet, TwinCritic
 
+DIFFUSION_ALGOS = ("qsm", "dacer", "dipo")  # the baselines whose actor is QVPO's noise network
 ACTOR_HIDDEN_LAYERS = 2  # SAC's (softlearning) and TD3's (author's code) actors
 STD_MIN = 1e-5  # sigma = softplus(raw) + 1e-5, softlearning's
 
@@ -95,6 +97,14 @@ class BaselineStructure:
     td3_target_noise_clip: float
     qsm_q_scale: float
     qsm_action_noise: float
+    dacer_alpha_lr: float
+    dacer_noise_scale: float
+    dacer_target_entropy: float
+    dacer_alpha_every: int
+    dacer_entropy_samples: int
+    dipo_action_lr: float
+    dipo_action_steps: int
+    dipo_action_clip: float
 
     @classmethod
     def of(cls, config: QVPOConfig, obs_size: int, action_size: int) -> "BaselineStructure":
@@ -102,7 +112,7 @@ class BaselineStructure:
 
     @property
     def actor(self) -> nn.Module:
-        if self.algo == "qsm":
+        if self.algo in DIFFUSION_ALGOS:
             return NoiseNet(action_size=self.action_size, obs_size=self.obs_size,
                             hidden_size=self.hidden_size, time_embed_size=self.time_embed_size)
         cls = DeterministicActor if self.algo == "td3" else TanhGaussianActor
@@ -120,9 +130,10 @@ class BaselineStructure:
 
 @struct.dataclass
 class BaselineState(StructureViews):
-    """A Gaussian baseline's state. ``actor_target_params`` is TD3's target policy ({} for SAC,
-    which has none); ``log_alpha`` and ``alpha_opt_state`` are SAC's temperature and its Adam
-    state (held, unused, by TD3 so both share one layout)."""
+    """A baseline's state. ``actor_target_params`` is TD3's and DIPO's target policy ({} for
+    the others, which have none); ``log_alpha`` and ``alpha_opt_state`` are SAC's temperature
+    or DACER's noise scale, and its Adam state (held, unused, by the others so all share one
+    layout)."""
 
     actor_params: Params
     critic_params: Params
@@ -138,38 +149,55 @@ class BaselineState(StructureViews):
     actor_updates: jax.Array  # () int32
     env_steps: jax.Array  # () int32
     structure: BaselineStructure = struct.field(pytree_node=False)
+    # DIPO's improved actions, (capacity, d): the replay buffer's column, lent to the state
+    # while a vector step's updates run (the loop puts it back); None at rest.
+    improved: jax.Array | None = None
 
 
-def adam(lr: jax.Array | float) -> optax.GradientTransformation:
-    """Plain Adam (PyTorch's and TF's defaults, as SAC's and TD3's code run it)."""
-    return optax.chain(optax.scale_by_adam(), optax.scale(-lr))
+@struct.dataclass
+class ActorRows:
+    """What DIPO's actor step gets: buffer rows (B,) int32 and their raw states (B, o)."""
+
+    rows: jax.Array
+    obs: jax.Array
 
 
-def adam_step(params, opt_state, grads, lr):
-    updates, opt_state = adam(lr).update(grads, opt_state, params)
+def adam(lr: jax.Array | float, eps: float = 1e-8) -> optax.GradientTransformation:
+    """Adam (PyTorch's and TF's defaults unless ``eps`` is given, as SAC's and TD3's code run
+    it); its state does not depend on ``eps``."""
+    return optax.chain(optax.scale_by_adam(eps=eps), optax.scale(-lr))
+
+
+def adam_step(params, opt_state, grads, lr, eps: float = 1e-8, clip: float | None = None):
+    """One Adam step; ``clip``: the gradient's global norm is clipped to it first (DIPO's)."""
+    if clip is not None:
+        grads, _ = optax.clip_by_global_norm(clip).update(grads, optax.EmptyState())
+    updates, opt_state = adam(lr, eps).update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
 
 def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) -> BaselineState:
-    """Fresh networks from ``key``; the critic target a copy of the critic, TD3's actor target
-    a copy of its actor; log alpha = log(sac_initial_alpha)."""
+    """Fresh networks from ``key``; the critic target a copy of the critic, TD3's and DIPO's
+    actor target a copy of the actor; log alpha = log(sac_initial_alpha), DACER's
+    log(dacer_initial_alpha)."""
     structure = BaselineStructure.of(config, obs_size, action_size)
     hparams = {k: jnp.asarray(v, jnp.float32) for k, v in config.hyperparams().items()}
     k_actor, k_critic = jax.random.split(key)
-    if config.algo == "qsm":  # eps_theta(x, t, s)
+    if config.algo in DIFFUSION_ALGOS:  # eps_theta(x, t, s)
         actor_params = structure.actor.init(k_actor, jnp.zeros((action_size,)), jnp.zeros(()),
                                             jnp.zeros((obs_size,)))
     else:
         actor_params = structure.actor.init(k_actor, jnp.zeros((obs_size,)))
     critic_params = structure.critic.init(k_critic, jnp.zeros((obs_size,)),
                                           jnp.zeros((action_size,)))
-    log_alpha = jnp.log(jnp.asarray(config.sac_initial_alpha, jnp.float32))
+    log_alpha = jnp.log(jnp.asarray(config.dacer_initial_alpha if config.algo == "dacer"
+                                    else config.sac_initial_alpha, jnp.float32))
     zero = jnp.zeros((), jnp.int32)
     return BaselineState(
         actor_params=actor_params, critic_params=critic_params,
         # Copies, not aliases: a donated state must not hold one buffer twice.
-        actor_target_params=(jax.tree.map(jnp.copy, actor_params) if config.algo == "td3"
-                             else {}),
+        actor_target_params=(jax.tree.map(jnp.copy, actor_params)
+                             if config.algo in ("td3", "dipo") else {}),
         critic_target_params=jax.tree.map(jnp.copy, critic_params),
         actor_opt_state=adam(0.0).init(actor_params),
         critic_opt_state=adam(0.0).init(critic_params),
@@ -187,7 +215,8 @@ def both_q(state: BaselineState, critic_params: Params, obs: jax.Array,
 
 def critic_update(state: BaselineState, batch: Transition, key: jax.Array,
                   next_value: Callable[[BaselineState, jax.Array, jax.Array], jax.Array],
-                  axis_name: str | None = None) -> tuple[BaselineState, Metrics]:
+                  axis_name: str | None = None, eps: float = 1e-8, clip: float | None = None
+                  ) -> tuple[BaselineState, Metrics]:
     """One critic step towards y = r + gamma^h (1 - terminated) next_value(state, s', key),
     both critics by MSE (or HL-Gauss with ``critic_bins``), Adam at ``critic_lr``. batch: (B,)
     raw transitions; ``next_value`` returns (B,) from normalised next states. Targets do not
@@ -199,7 +228,7 @@ def critic_update(state: BaselineState, batch: Transition, key: jax.Array,
         lambda p: critic_loss(state, p, batch, target), has_aux=True)(state.critic_params)
     grads = parallel.pmean(grads, axis_name)
     params, opt_state = adam_step(state.critic_params, state.critic_opt_state, grads,
-                                  state.hparams["critic_lr"])
+                                  state.hparams["critic_lr"], eps, clip)
     metrics = {"critic/loss": loss, "critic/q_mean": jnp.mean(q),
                "critic/q_target": jnp.mean(target), "critic/grad_norm": optax.tree.norm(grads)}
     return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
@@ -207,11 +236,11 @@ def critic_update(state: BaselineState, batch: Transition, key: jax.Array,
 
 def critic_step(state: BaselineState, batch: Transition, key: jax.Array,
                 next_value: Callable[[BaselineState, jax.Array, jax.Array], jax.Array],
-                axis_name: str | None = None, move_target: bool = True
-                ) -> tuple[BaselineState, Metrics]:
+                axis_name: str | None = None, move_target: bool = True, eps: float = 1e-8,
+                clip: float | None = None) -> tuple[BaselineState, Metrics]:
     """:func:`critic_update`, then (``move_target``) the critic target's Polyak step; counts
     one critic update."""
-    state, metrics = critic_update(state, batch, key, next_value, axis_name)
+    state, metrics = critic_update(state, batch, key, next_value, axis_name, eps, clip)
     if move_target:
         state = state.replace(critic_target_params=polyak(
             state.critic_target_params, state.critic_params, state.hparams["tau"]))
@@ -221,3 +250,25 @@ def critic_step(state: BaselineState, batch: Transition, key: jax.Array,
 def at_bounds(action: jax.Array) -> jax.Array:
     """The share of action components at +-1: () float32."""
     return jnp.mean((jnp.abs(action) >= 1.0 - 1e-6).astype(jnp.float32))
+
+
+def diffusion_chain(state: BaselineState, actor_params: Params, obs: jax.Array, key: jax.Array,
+                    sampler: Callable[..., jax.Array]) -> jax.Array:
+    """One action per state from a diffusion baseline's reverse chain: obs (B, o) normalised ->
+    (B, d). ``sampler``: :func:`diffusion.sample` (DIPO's and DACER's "P") or
+    :func:`diffusion.sample_simple` (QSM's "S"), called as sampler(eps_fn, schedule, x_T,
+    noise) with every draw made up front, so the chain is differentiable in ``actor_params``."""
+    schedule = state.schedule
+    T, (B, d) = schedule.num_steps, (obs.shape[0], state.structure.action_size)
+    k_start, k_noise = jax.random.split(key)
+    x_T = jax.random.normal(k_start, (B, d))
+    noise = jax.random.normal(k_noise, (T, B, d))
+    net = state.actor
+    # The state's and the step's parts of the trunk's input are computed once per chain.
+    state_part = net.apply(actor_params, obs, method=NoiseNet.state_part)
+    time_part = net.apply(actor_params, jnp.arange(T), method=NoiseNet.time_part)
+
+    def eps_fn(x, t):
+        return net.apply(actor_params, x, state_part + time_part[t], method=NoiseNet.trunk)
+
+    return sampler(eps_fn, schedule, x_T, noise)

@@ -31,25 +31,12 @@ from qvpo_mjx.agent.normalizer import normalize_obs
 from qvpo_mjx.agent.state import Metrics, Params, Transition
 from qvpo_mjx.algorithms import baseline
 from qvpo_mjx.algorithms.baseline import BaselineState
-from qvpo_mjx.networks import NoiseNet
 
 
 def chain(state: BaselineState, actor_params: Params, obs: jax.Array, key: jax.Array
           ) -> jax.Array:
-    """One action per state from the reverse chain: obs (B, o) normalised -> (B, d)."""
-    schedule = state.schedule
-    T, (B, d) = schedule.num_steps, (obs.shape[0], state.structure.action_size)
-    k_start, k_noise = jax.random.split(key)
-    x_T = jax.random.normal(k_start, (B, d))
-    noise = jax.random.normal(k_noise, (T, B, d))
-    net = state.actor
-    state_part = net.apply(actor_params, obs, method=NoiseNet.state_part)
-    time_part = net.apply(actor_params, jnp.arange(T), method=NoiseNet.time_part)
-
-    def eps_fn(x, t):
-        return net.apply(actor_params, x, state_part + time_part[t], method=NoiseNet.trunk)
-
-    return diffusion.sample_simple(eps_fn, schedule, x_T, noise)
+    """One action per state from the reverse chain S: obs (B, o) normalised -> (B, d)."""
+    return baseline.diffusion_chain(state, actor_params, obs, key, diffusion.sample_simple)
 
 
 def noisy_action(state: BaselineState, obs: jax.Array, key: jax.Array) -> jax.Array:

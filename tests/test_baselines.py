@@ -40,6 +40,12 @@ def max_diff(a, b):
                zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+def peaked_q(state, params, obs, a):
+    """A stand-in for ``baseline.both_q``: both critics' Q(s, a) = -|a - 0.5|^2, (2, B)."""
+    q = -jnp.sum(jnp.square(a - 0.5), axis=-1)
+    return jnp.stack([q, q])
+
+
 # --- SAC: BASELINES.md's closed forms ------------------------------------------------------
 def test_sac_log_prob_of_the_centre_sample():
     a, log_prob = sac.squash(jnp.zeros((1,)), jnp.ones((1,)), jnp.zeros((1,)))
@@ -309,11 +315,7 @@ def test_qsm_policy_climbs_a_known_q_to_its_maximum(monkeypatch):
     # Q(s, a) = -(a - 0.5)^2 for both critics: score matching to M_q grad_a Q turns the chain
     # into a narrow distribution around a = 0.5 (M_q 1: with BASELINES.md's 50 the 5-step chain
     # overshoots a maximum this sharp and lands on the bounds, which is QSM's, not a bug).
-    def known_q(state, params, obs, a):
-        q = -jnp.sum(jnp.square(a - 0.5), axis=-1)
-        return jnp.stack([q, q])
-
-    monkeypatch.setattr(baseline, "both_q", known_q)
+    monkeypatch.setattr(baseline, "both_q", peaked_q)
     cfg = TINY.replace(algo="qsm", hidden_size=32, diffusion_steps=5, beta_schedule="vp",
                        actor_lr=1e-3, qsm_q_scale=1.0)
     state = baseline.init(jax.random.PRNGKey(0), OBS, 1, cfg)
@@ -431,11 +433,7 @@ def test_dacer_policy_climbs_a_known_q_to_its_maximum(monkeypatch):
     # chain's actions to around 0.5. With a small alpha: under its code's first noise (std
     # 0.45, clipped at the bounds) the best chain output of this Q is the bound itself, since
     # clipping there cuts the noise's variance (0.17 against 0.20 at 0.5).
-    def known_q(state, params, obs, a):
-        q = -jnp.sum(jnp.square(a - 0.5), axis=-1)
-        return jnp.stack([q, q])
-
-    monkeypatch.setattr(baseline, "both_q", known_q)
+    monkeypatch.setattr(baseline, "both_q", peaked_q)
     cfg = TINY.replace(algo="dacer", hidden_size=32, diffusion_steps=5, beta_schedule="vp",
                        actor_lr=1e-3, dacer_initial_alpha=0.01, dacer_alpha_every=100_000,
                        dacer_entropy_samples=6)
@@ -474,11 +472,7 @@ def test_dipo_action_ascent_closed_form(monkeypatch):
 def test_dipo_actor_step_writes_improved_actions_back_and_clones_them(monkeypatch):
     # Q = -(a - 0.5)^2: the ascent moves the chosen rows' actions towards 0.5 and writes them
     # back (the other rows keep theirs); repeated steps on the same rows keep improving them.
-    def known_q(state, params, obs, a):
-        q = -jnp.sum(jnp.square(a - 0.5), axis=-1)
-        return jnp.stack([q, q])
-
-    monkeypatch.setattr(baseline, "both_q", known_q)
+    monkeypatch.setattr(baseline, "both_q", peaked_q)
     state = state_of("dipo", dipo_action_steps=5, dipo_action_lr=0.03)
     column = jnp.full((10, D), -0.5)
     state = state.replace(improved=column)

@@ -288,6 +288,9 @@ class QVPOConfig:
             value = getattr(self, name)
             if not _finite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if self.reward_scale_auto and self.reward_scale != 1.0:
+            raise ValueError(f"reward_scale_auto sets reward_scale at the first update; "
+                             f"reward_scale ({self.reward_scale!r}) must be left at 1 with it")
         if self.dipo_action_steps < 1:
             raise ValueError(f"dipo_action_steps must be at least 1, got {self.dipo_action_steps}")
         if self.dacer_alpha_every < 1:

@@ -294,16 +294,14 @@ class Trainer:
         # buffer again); only their obs rows are gathered.
         actor_batches = U // cfg.critic_updates_per_actor if U % cfg.critic_updates_per_actor \
             == 0 else U
-        if self.algorithm.improves_actions:  # DIPO: its rows, to improve their actions
+        if self.algorithm.actor_own_batch:
             actor_rows = replay.sample_rows(buffer, k_actor_rows, (actor_batches, B))
 
             def actor_data(j):
-                return algorithms.ActorRows(rows=actor_rows[j], obs=buffer.data.obs[actor_rows[j]])
-        elif self.algorithm.actor_own_batch:
-            actor_rows = replay.sample_rows(buffer, k_actor_rows, (actor_batches, B))
-
-            def actor_data(j):
-                return buffer.data.obs[actor_rows[j]]
+                obs = buffer.data.obs[actor_rows[j]]
+                # DIPO also needs the rows, to improve their actions in place.
+                return (algorithms.ActorRows(rows=actor_rows[j], obs=obs)
+                        if self.algorithm.improves_actions else obs)
         else:  # the critic batch just used (the last of each group, or each one), whole
             n = cfg.critic_updates_per_actor
             actor_rows = critic_rows[n - 1::n] if actor_batches < U else critic_rows

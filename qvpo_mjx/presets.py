@@ -220,4 +220,10 @@ def preset_values(name: str, overrides: dict[str, Any] | None = None
     for field, floor in ALGO_FLOORS.get(algo, {}).items():
         values[field] = max(floor, values.get(field, getattr(QVPOConfig, field)))
     values.update(ALGO_VALUES.get(algo, {}))
-    return {**values, **overrides}, why
+    values = {**values, **overrides}
+    # A reward scale that a flag or the algorithm sets is kept: the wide regime's auto scale
+    # (which would overwrite it at the first update) gives way, unless a flag asks for both.
+    if (values.get("reward_scale", 1.0) != 1.0 and values.get("reward_scale_auto")
+            and "reward_scale_auto" not in overrides):
+        values["reward_scale_auto"] = False
+    return values, why

@@ -210,3 +210,16 @@ def test_reward_scale_auto_fixes_the_scale_at_the_first_update_from_the_buffer()
     assert float(agent_state.hparams["reward_scale"]) == pytest.approx(1 / 9)  # fixed once
     (small, _), _ = updates(state.agent, buffer_of([0.5, -1.0] * 10), key)
     assert float(small.hparams["reward_scale"]) == 1.0
+
+
+def test_an_explicit_reward_scale_wins_over_the_wide_regimes_auto_scale():
+    from qvpo_mjx.config import QVPOConfig
+    from qvpo_mjx.presets import preset_values
+    assert preset_values("cpu", {"num_envs": 4096})[0]["reward_scale_auto"] is True
+    flagged = preset_values("cpu", {"num_envs": 4096, "reward_scale": 0.5})[0]
+    assert (flagged["reward_scale"], flagged["reward_scale_auto"]) == (0.5, False)
+    dacer = preset_values("gpu", {"num_envs": 4096, "algo": "dacer"})[0]  # its code's 0.2
+    assert (dacer["reward_scale"], dacer["reward_scale_auto"]) == (0.2, False)
+    with pytest.raises(ValueError, match="reward_scale_auto"):
+        QVPOConfig.from_dict(preset_values("cpu", {"num_envs": 4096, "reward_scale": 0.5,
+                                                   "reward_scale_auto": True})[0])

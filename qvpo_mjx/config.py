@@ -148,6 +148,12 @@ class QVPOConfig:
         "size are scaled to about 1, so every Q stays within about 1 / (1 - gamma) and a "
         "critic with few updates can reach it; rewards of at most 1 keep their scale (1). "
         "Kept for the run (and on resume).")
+    novelty_weight: float = _field(
+        0.0, "A novelty bonus in the TD target (random network distillation; "
+        "qvpo_mjx/agent/novelty.py): weight x novelty(s') / the running mean of the batches' "
+        "novelty, so it averages about this much per step and favours states not yet learnt. "
+        "For sparse rewards, where the critic is otherwise flat until the first reward. "
+        "0 (the reference) turns it off.", traced=True)
     n_step: int = _field(
         1, "n of n-step returns: the TD target sums up to n discounted rewards of the same env "
         "and bootstraps from where the window ends (at most n steps, fewer at a terminal state, "
@@ -257,11 +263,12 @@ class QVPOConfig:
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}")
         if self.algo != "qvpo":
-            for name, ref in (("behavior_noise", "white"), ("behavior_optimism", 0.0)):
+            for name, ref in (("behavior_noise", "white"), ("behavior_optimism", 0.0),
+                              ("novelty_weight", 0.0)):
                 if getattr(self, name) != ref:
-                    raise ValueError(f"{name} ({getattr(self, name)!r}) applies to qvpo's "
-                                     f"diffusion sampler and selection; algo {self.algo} needs "
-                                     f"{ref!r}")
+                    raise ValueError(f"{name} ({getattr(self, name)!r}) is an option of qvpo "
+                                     f"(its sampler, selection or critic); algo {self.algo} "
+                                     f"needs {ref!r}")
         for name in ("sac_alpha_lr", "sac_initial_alpha"):
             value = getattr(self, name)
             if not _finite(value) or value <= 0:
@@ -288,6 +295,9 @@ class QVPOConfig:
             value = getattr(self, name)
             if not _finite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not (_finite(self.novelty_weight) and self.novelty_weight >= 0):
+            raise ValueError(f"novelty_weight must be a non-negative finite number, got "
+                             f"{self.novelty_weight!r}")
         if self.reward_scale_auto and self.reward_scale != 1.0:
             raise ValueError(f"reward_scale_auto sets reward_scale at the first update; "
                              f"reward_scale ({self.reward_scale!r}) must be left at 1 with it")
@@ -438,6 +448,12 @@ class QVPOConfig:
         kinds = {"bool": bool, "int": int, "float": float, "str": str}
         return {f.name: kinds[f.type if isinstance(f.type, str) else f.type.__name__]
                 for f in dataclasses.fields(cls)}
+
+    @property
+    def novelty(self) -> bool:
+        """The novelty bonus is on: a structural fact (it adds networks to the state) that
+        follows the traced ``novelty_weight``."""
+        return self.novelty_weight > 0
 
     def hyperparams(self) -> dict[str, float]:
         """The traced fields as a ``{name: float}`` dict; ``agent.init`` turns it into arrays."""

@@ -1,4 +1,5 @@
-"""The noise-prediction network of the diffusion actor and the twin critic.
+"""The noise-prediction network of the diffusion actor, the twin critic, and the novelty
+bonus's embedding network (an option).
 
 Sizes, activations and initialisation follow the reference: Mish everywhere, every Linear's
 weights from a plain normal(0, sigma), sigma = 1 / (2 sqrt(fan_in)), biases 0. (The reference's
@@ -140,3 +141,21 @@ class TwinCritic(nn.Module):
     def __call__(self, s: jax.Array, a: jax.Array) -> jax.Array:
         return jnp.stack([QNetwork(self.hidden_size, self.layer_norm, self.bins, name="q1")(s, a),
                           QNetwork(self.hidden_size, self.layer_norm, self.bins, name="q2")(s, a)])
+
+
+class NoveltyNet(nn.Module):
+    """An MLP embedding of observations, (..., obs_size) -> (..., features): the fixed random
+    target and the trained predictor of the novelty bonus (qvpo_mjx/agent/novelty.py). ReLU, as
+    random network distillation's embeddings (Burda et al. 2018), so a random target is far from
+    linear in the state."""
+
+    hidden_size: int = 256
+    features: int = 32
+
+    @nn.compact
+    def __call__(self, s: jax.Array) -> jax.Array:
+        # Flax's default (LeCun normal) init, not the reference's narrower one: a target whose
+        # outputs shrink layer by layer would give a bonus that is all rounding.
+        h = nn.relu(nn.Dense(self.hidden_size)(s))
+        h = nn.relu(nn.Dense(self.hidden_size)(h))
+        return nn.Dense(self.features)(h)

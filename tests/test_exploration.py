@@ -1,5 +1,5 @@
-"""Exploration options of the behaviour policy: correlated latent noise (behavior_noise), the
-optimistic score (behavior_optimism), and the coverage metric of the curve."""
+"""Exploration options: correlated latent noise (behavior_noise), the optimistic score
+(behavior_optimism), the novelty bonus (novelty_weight), and the coverage metric of the curve."""
 
 import math
 
@@ -147,3 +147,72 @@ def test_bad_exploration_settings_are_refused():
         QVPOConfig(behavior_noise="ar1", behavior_noise_tau=0.0)
     with pytest.raises(ValueError, match="behavior_optimism"):
         QVPOConfig(behavior_optimism=-1.0)
+    with pytest.raises(ValueError, match="novelty_weight"):
+        QVPOConfig(novelty_weight=-0.5)
+    with pytest.raises(ValueError, match="novelty_weight .* option of qvpo"):
+        QVPOConfig(algo="sac", novelty_weight=1.0)
+
+
+def test_the_novelty_bonus_averages_its_weight_and_favours_states_not_yet_learnt():
+    from qvpo_mjx.agent import novelty
+    tx = agent.optimizer(jnp.float32(1e-3), jnp.float32(1e-8), jnp.float32(10.0))
+    state = novelty.init(jax.random.PRNGKey(0), 3, 32, tx)
+    familiar = jax.random.normal(jax.random.PRNGKey(1), (64, 3))
+    far = familiar + 4.0
+    step = jax.jit(lambda s, obs, first: novelty.bonus_and_step(s, obs, first, jnp.float32(0.5),
+                                                                32, tx))
+    bonus, state, raw = step(state, familiar, jnp.bool_(True))
+    # The first batch starts the running mean at its own mean novelty: its mean bonus is the
+    # weight exactly.
+    assert float(jnp.mean(bonus)) == pytest.approx(0.5, rel=1e-5)
+    assert float(state.mean_novelty) == pytest.approx(float(raw), rel=1e-6)
+    target = state.target_params
+    means = [float(state.mean_novelty)]
+    for _ in range(300):
+        m_before = state.mean_novelty
+        bonus, state, raw = step(state, familiar, jnp.bool_(False))
+        # m' = (1 - rate) m + rate x the batch's mean novelty before the predictor's step
+        assert float(state.mean_novelty) == pytest.approx(
+            float((1 - novelty.RATE) * m_before + novelty.RATE * raw), rel=1e-5)
+        means.append(float(state.mean_novelty))
+    jax.tree.map(np.testing.assert_array_equal, state.target_params, target)  # never trained
+    assert means[-1] < 0.5 * means[0]  # the predictor learnt the familiar states ...
+    familiar_bonus = float(jnp.mean(bonus))
+    far_bonus = float(jnp.mean(
+        0.5 * novelty.raw_novelty(state, state.predictor_params, far, 32) / state.mean_novelty))
+    assert far_bonus > 5 * familiar_bonus  # ... and states never seen are worth more
+
+
+def test_the_novelty_bonus_enters_the_td_target_of_the_same_critic():
+    """With the bonus's networks drawn from a key of their own, a run with novelty_weight w
+    starts from the critic of a run without it, and at the first update its TD target is that
+    run's plus the bonus, whose mean is w."""
+    from qvpo_mjx.agent.state import Transition
+    B = 16
+    k = jax.random.PRNGKey(3)
+    batch = Transition(obs=jax.random.normal(k, (B, 3)), action=jnp.zeros((B, 2)),
+                       reward=jnp.ones(B), next_obs=jax.random.normal(jax.random.PRNGKey(4),
+                                                                      (B, 3)),
+                       terminated=jnp.zeros(B))
+    plain = agent.init(jax.random.PRNGKey(0), 3, 2, SMALL)
+    bonus = agent.init(jax.random.PRNGKey(0), 3, 2, SMALL.replace(novelty_weight=0.7))
+    jax.tree.map(np.testing.assert_array_equal, plain.critic_params, bonus.critic_params)
+    assert plain.novelty is None
+    _, m_plain = jax.jit(agent.critic_update)(plain, batch, k)
+    after, m_bonus = jax.jit(agent.critic_update)(bonus, batch, k)
+    assert float(m_bonus["critic/q_target"] - m_plain["critic/q_target"]) == pytest.approx(
+        0.7, abs=1e-4)
+    assert float(m_bonus["critic/novelty_bonus"]) == pytest.approx(0.7, rel=1e-5)
+    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                         after.novelty.predictor_params, bonus.novelty.predictor_params)
+    assert max(jax.tree.leaves(moved)) > 0  # the predictor took its step
+
+
+def test_the_novelty_bonus_runs_in_the_loop_and_is_saved_with_the_run():
+    tr = Trainer(TINY.replace(novelty_weight=1.0), TINY_ENV)
+    state = jax.jit(tr.init)(jax.random.PRNGKey(0))
+    state, metrics = jax.jit(tr.run_chunk)(state)
+    bonus = np.asarray(metrics["critic/novelty_bonus"])
+    assert np.all(np.isfinite(bonus)) and bonus.max() > 0
+    assert any(n.startswith("agent/novelty/") or "/novelty/" in n
+               for n in checkpoint.named_leaves(state))

@@ -16,6 +16,7 @@ import optax
 from flax import struct
 
 from qvpo_mjx import diffusion
+from qvpo_mjx.agent import novelty as novelty_bonus
 from qvpo_mjx.agent.normalizer import ObsStats
 from qvpo_mjx.config import QVPOConfig
 from qvpo_mjx.networks import NoiseNet, TwinCritic
@@ -74,6 +75,7 @@ class AgentStructure:
     critic_layer_norm: bool
     critic_bins: int
     obs_normalization: bool
+    novelty: bool  # the novelty bonus is on (novelty_weight > 0)
 
     @classmethod
     def of(cls, config: QVPOConfig, obs_size: int, action_size: int) -> "AgentStructure":
@@ -130,6 +132,8 @@ class AgentState(StructureViews):
     critic_updates: jax.Array  # () int32, critic updates done
     actor_updates: jax.Array  # () int32, actor updates done
     env_steps: jax.Array  # () int32, environment transitions seen (entropy-weight schedule)
+    # The novelty bonus's networks and normaliser (agent/novelty.py); None without the option.
+    novelty: novelty_bonus.NoveltyState | None
     structure: AgentStructure = struct.field(pytree_node=False)
 
 
@@ -154,6 +158,10 @@ def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) ->
                                           jnp.zeros((action_size,)))
     actor_tx = optimizer(hparams["actor_lr"], hparams["adam_eps"], hparams["grad_clip"])
     critic_tx = optimizer(hparams["critic_lr"], hparams["adam_eps"], hparams["grad_clip"])
+    # From a key of its own, so the actor's and critic's draws are those of a run without it.
+    novelty = (novelty_bonus.init(jax.random.fold_in(key, 0x4E0F), obs_size,
+                                  structure.critic.hidden_size, critic_tx)
+               if structure.novelty else None)
     return AgentState(
         actor_params=actor_params, critic_params=critic_params,
         # Targets are copies, not aliases: a donated state must not hold one buffer twice.
@@ -163,4 +171,4 @@ def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) ->
         hparams=hparams, q_mean=jnp.zeros((), jnp.float32), q_std=jnp.ones((), jnp.float32),
         log_entropy_weight=jnp.log(jnp.maximum(hparams["entropy_weight"], 1e-8)),
         obs_stats=ObsStats.init(obs_size), critic_updates=zero, actor_updates=zero,
-        env_steps=zero, structure=structure)
+        env_steps=zero, novelty=novelty, structure=structure)

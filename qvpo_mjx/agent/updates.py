@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from qvpo_mjx import diffusion, parallel
+from qvpo_mjx.agent import novelty as novelty_bonus
 from qvpo_mjx.agent.entropy import adapted_log_entropy_weight, entropy_weight
 from qvpo_mjx.agent.normalizer import normalize_obs
 from qvpo_mjx.agent.selection import candidate_spread, min_q, sample_candidates, select_action
@@ -123,8 +124,10 @@ def polyak(target, online, tau):
 def critic_update(state: AgentState, batch: Transition, key: jax.Array,
                   axis_name: str | None = None) -> tuple[AgentState, Metrics]:
     """One critic step towards y = r + gamma (1 - terminated) min(Q1', Q2')(s', a'), a' the best of
-    ``target_samples`` candidates from the target actor under the target critic. batch: (B,)
-    raw transitions (normalised here where that applies). Metrics stay per device."""
+    ``target_samples`` candidates from the target actor under the target critic, plus the
+    novelty bonus of s' with ``novelty_weight`` (agent/novelty.py, whose predictor steps here
+    too). batch: (B,) raw transitions (normalised here where that applies). Metrics stay per
+    device."""
     hp = state.hparams
     batch = batch.replace(obs=normalize_obs(state, batch.obs),
                           next_obs=normalize_obs(state, batch.next_obs))
@@ -132,13 +135,23 @@ def critic_update(state: AgentState, batch: Transition, key: jax.Array,
                               batch.next_obs, key, state.structure.target_samples,
                               hp["noise_ratio"])
     target = td_target(state, batch, next_q)
+    novelty_metrics = {}
+    if state.structure.novelty:  # the bonus of s', from the predictor before its own step
+        bonus, novelty, raw = novelty_bonus.bonus_and_step(
+            state.novelty, batch.next_obs, state.critic_updates == 0, hp["novelty_weight"],
+            state.structure.critic.hidden_size,
+            optimizer(hp["critic_lr"], hp["adam_eps"], hp["grad_clip"]), axis_name)
+        target = target + bonus
+        state = state.replace(novelty=novelty)
+        novelty_metrics = {"critic/novelty_bonus": jnp.mean(bonus), "critic/novelty_raw": raw}
     (loss, q), grads = jax.value_and_grad(
         lambda p: critic_loss(state, p, batch, target), has_aux=True)(state.critic_params)
     grads = parallel.pmean(grads, axis_name)
     params, opt_state = optimizer_step(state.critic_params, state.critic_opt_state, grads, hp,
                                        "critic_lr")
     metrics = {"critic/loss": loss, "critic/q_mean": jnp.mean(q),
-               "critic/q_target": jnp.mean(target), "critic/grad_norm": optax.tree.norm(grads)}
+               "critic/q_target": jnp.mean(target), "critic/grad_norm": optax.tree.norm(grads),
+               **novelty_metrics}
     return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
 
 

@@ -97,3 +97,14 @@ def test_any_n_task_table_and_memory_table_are_their_jsons():
     assert round(temporaries("before", "humanoid", 256), 2) == 2.62  # "2.62 GiB" before
     assert temporaries("rule", "humanoid", 1024) < 0.5  # the target
     assert f"| **{temporaries('rule', 'humanoid', 1024):.2f}** |" in BENCH_README
+
+
+@pytest.mark.parametrize("variant,label", [("opt4", "`behavior_optimism 4`"),
+                                           ("nov05", "`novelty_weight 0.5`")])
+def test_pendulum_swingup_exploration_rows_are_their_suite_jsons(variant, label):
+    """benchmarks/README's PendulumSwingup table of exploration options (issue 25)."""
+    result = json.loads((RESULTS / f"suite_{variant}.json").read_text())
+    qvpo = result["tasks"]["PendulumSwingup"]["qvpo"]
+    finals = ", ".join(f"{v:.0f}" for v in qvpo["final"])
+    means = ", ".join(f"{v:.0f}" if v >= 100 else f"{v:.1f}" for v in qvpo["mean_over_run"])
+    assert f"| QVPO, {label} | {finals} | {means} |" in BENCH_README

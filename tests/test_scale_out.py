@@ -139,6 +139,7 @@ def test_two_devices_compile_once_stay_replicated_and_reproduce(tmp_path):
     # n-step windows follow each device's own envs; the statistics pool both devices'.
     assert r["windows_ok"] == 1.0 and r["windows_long"] >= 2.0
     assert r["stats_pooled"] and r["stats_replicated"]
+    assert r["novelty_replicated"] and 0 < r["novelty_bonus"] < 10  # about 0.5 a step
     assert r["stats_count"] == r["stored"] == 48
 
 

@@ -56,12 +56,13 @@ def mechanics(tmp: Path) -> dict:
 
 
 def options_on_two_devices() -> dict:
-    """n-step returns and observation normalisation with the envs, buffer and batch split over
-    two devices: each device's windows follow its own envs (stride N / D), and the statistics
-    pool both devices' observations (the buffer holds every one of them: it never wrapped)."""
+    """n-step returns, observation normalisation and the novelty bonus with the envs, buffer and
+    batch split over two devices: each device's windows follow its own envs (stride N / D), the
+    statistics pool both devices' observations (the buffer holds every one of them: it never
+    wrapped), and the bonus's predictor stays replicated."""
     import pytest
     cfg = TINY.replace(updates_per_step=1, num_devices=2, n_step=3, obs_normalization=True,
-                       gamma=0.5)
+                       gamma=0.5, novelty_weight=0.5)
     with pytest.MonkeyPatch.context() as mp:
         spy_on_batches(mp)
         trainer = Trainer(cfg, "tagged_counter")
@@ -81,7 +82,12 @@ def options_on_two_devices() -> dict:
             "stats_count": float(stats.count), "stored": len(obs),
             "stats_replicated": all(np.array_equal(np.asarray(x.addressable_shards[0].data),
                                                    np.asarray(x.addressable_shards[1].data))
-                                    for x in jax.tree.leaves(stats))}
+                                    for x in jax.tree.leaves(stats)),
+            "novelty_replicated": all(
+                np.array_equal(np.asarray(x.addressable_shards[0].data),
+                               np.asarray(x.addressable_shards[1].data))
+                for x in jax.tree.leaves(state.agent.novelty)),
+            "novelty_bonus": float(metrics["critic/novelty_bonus"])}
 
 
 def learning(tmp: Path) -> dict:

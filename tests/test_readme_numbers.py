@@ -108,3 +108,23 @@ def test_pendulum_swingup_exploration_rows_are_their_suite_jsons(variant, label)
     finals = ", ".join(f"{v:.0f}" for v in qvpo["final"])
     means = ", ".join(f"{v:.0f}" if v >= 100 else f"{v:.1f}" for v in qvpo["mean_over_run"])
     assert f"| QVPO, {label} | {finals} | {means} |" in BENCH_README
+
+
+def test_rule_at_n16_and_halfcheetah_peers_are_their_files():
+    """benchmarks/README's "The rule below N = 64" and its halfcheetah peers (issue 24)."""
+    import numpy as np
+    report = json.loads((RESULTS / "wide_report.json").read_text())["tasks"]
+    text = flat(BENCH_README)
+    for task, saved in (("inverted_double_pendulum", 1.7), ("CartpoleSwingup", 2.6),
+                        ("halfcheetah", None)):
+        [row] = [r for r in report[task]["runs"] if (r["regime"], r["num_envs"]) == ("delay", 16)]
+        assert f"{row['final_mean']:,.0f} ± {row['final_se']:.0f}" in text, task
+        if saved is None:
+            assert row["reach_bar"] is None
+        else:
+            assert round(row["reach_bar"]["updates_saved"], 1) == saved
+            assert f"after {row['reach_bar']['updates']:,}" in text
+    peers = RESULTS / "wide" / "peers"
+    finals = [float(np.load(peers / "hc_sac_wide" / f"halfcheetah__brax_sac__N256__s{s}"
+                            / "curve.npz")["eval_return_mean"][-1]) for s in range(3)]
+    assert "ends at " + ", ".join(f"{v:.0f}" for v in finals[:2]) + f" and {finals[2]:.0f}" in text

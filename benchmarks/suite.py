@@ -105,7 +105,9 @@ def qvpo_done(run_dir: Path, cfg) -> bool:
     name."""
     try:
         saved = json.loads((run_dir / "config.json").read_text())["config"]
-    except (OSError, KeyError, ValueError):
+        # A field added since the run was saved is absent there: it ran at that field's default
+        saved = type(cfg).from_dict(saved).to_dict()
+    except (OSError, KeyError, ValueError, TypeError):
         return False
     return saved == cfg.to_dict() and finished(run_dir, cfg.total_steps)
 

@@ -154,6 +154,10 @@ class QVPOConfig:
         "novelty, so it averages about this much per step and favours states not yet learnt. "
         "For sparse rewards, where the critic is otherwise flat until the first reward. "
         "0 (the reference) turns it off.", traced=True)
+    novelty_decay_steps: float = _field(
+        0.0, "With novelty_weight: the bonus's weight falls linearly from novelty_weight to 0 "
+        "over this many env steps, so a run that has found its reward stops being pulled away "
+        "from it late in training; 0 keeps the weight constant.", traced=True)
     n_step: int = _field(
         1, "n of n-step returns: the TD target sums up to n discounted rewards of the same env "
         "and bootstraps from where the window ends (at most n steps, fewer at a terminal state, "
@@ -298,6 +302,12 @@ class QVPOConfig:
         if not (_finite(self.novelty_weight) and self.novelty_weight >= 0):
             raise ValueError(f"novelty_weight must be a non-negative finite number, got "
                              f"{self.novelty_weight!r}")
+        if not (_finite(self.novelty_decay_steps) and self.novelty_decay_steps >= 0):
+            raise ValueError(f"novelty_decay_steps must be a non-negative finite number, got "
+                             f"{self.novelty_decay_steps!r}")
+        if self.novelty_decay_steps > 0 and self.novelty_weight == 0:
+            raise ValueError(f"novelty_decay_steps ({self.novelty_decay_steps!r}) schedules the "
+                             f"novelty bonus, which is off (novelty_weight 0)")
         if self.reward_scale_auto and self.reward_scale != 1.0:
             raise ValueError(f"reward_scale_auto sets reward_scale at the first update; "
                              f"reward_scale ({self.reward_scale!r}) must be left at 1 with it")

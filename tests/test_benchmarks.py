@@ -156,6 +156,13 @@ def test_suite_reuses_a_qvpo_run_only_of_the_same_config(tmp_path):
     fake_curve(tmp_path / "cut", [1008], [1], cfg.to_dict())
     assert not suite.qvpo_done(tmp_path / "cut", cfg)  # stopped before its budget
     assert not suite.qvpo_done(tmp_path / "missing", cfg)
+    # A run saved before a field existed ran at that field's default: still the same config,
+    # but not for a variant that sets the new field.
+    older = {k: v for k, v in cfg.to_dict().items() if k != "novelty_decay_steps"}
+    fake_curve(tmp_path / "older", [1008, 2000], [1, 2], older)
+    assert suite.qvpo_done(tmp_path / "older", cfg)
+    bonus = suite.qvpo_config("cpu", 2_000, 3, {"novelty_weight": 0.5}, 10, 1000)
+    assert not suite.qvpo_done(tmp_path / "older", bonus)
 
 
 def _fake_run(root, name, env_steps, critic_updates, returns, per_actor=2):

@@ -151,6 +151,10 @@ def test_bad_exploration_settings_are_refused():
         QVPOConfig(novelty_weight=-0.5)
     with pytest.raises(ValueError, match="novelty_weight .* option of qvpo"):
         QVPOConfig(algo="sac", novelty_weight=1.0)
+    with pytest.raises(ValueError, match="novelty_decay_steps"):
+        QVPOConfig(novelty_weight=0.5, novelty_decay_steps=-1.0)
+    with pytest.raises(ValueError, match="novelty_decay_steps .* which is off"):
+        QVPOConfig(novelty_decay_steps=1000.0)
 
 
 def test_the_novelty_bonus_averages_its_weight_and_favours_states_not_yet_learnt():
@@ -206,6 +210,26 @@ def test_the_novelty_bonus_enters_the_td_target_of_the_same_critic():
     moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
                          after.novelty.predictor_params, bonus.novelty.predictor_params)
     assert max(jax.tree.leaves(moved)) > 0  # the predictor took its step
+
+
+@pytest.mark.parametrize("env_steps,weight", [(0, 0.8), (250, 0.6), (1000, 0.0), (5000, 0.0)])
+def test_the_novelty_bonus_decays_linearly_over_its_env_steps(env_steps, weight):
+    """novelty_decay_steps 1000: the first update's bonus (whose batch mean is the weight
+    exactly) is 0.8 (1 - env_steps / 1000), never below 0; the TD target moves with it."""
+    from qvpo_mjx.agent import novelty
+    from qvpo_mjx.agent.state import Transition
+    B = 16
+    k = jax.random.PRNGKey(3)
+    batch = Transition(obs=jax.random.normal(k, (B, 3)), action=jnp.zeros((B, 2)),
+                       reward=jnp.ones(B), next_obs=jax.random.normal(jax.random.PRNGKey(4),
+                                                                      (B, 3)),
+                       terminated=jnp.zeros(B))
+    cfg = SMALL.replace(novelty_weight=0.8, novelty_decay_steps=1000.0)
+    state = agent.init(jax.random.PRNGKey(0), 3, 2, cfg).replace(env_steps=jnp.int32(env_steps))
+    _, metrics = jax.jit(agent.critic_update)(state, batch, k)
+    assert float(metrics["critic/novelty_bonus"]) == pytest.approx(weight, abs=1e-6)
+    constant = novelty.scheduled_weight(jnp.float32(0.8), jnp.float32(0.0), jnp.int32(env_steps))
+    assert float(constant) == pytest.approx(0.8)  # 0: no schedule
 
 
 def test_the_novelty_bonus_runs_in_the_loop_and_is_saved_with_the_run():

@@ -12,7 +12,8 @@ sees them); the raw novelty of a state is mean_k (g(s)_k - f(s)_k)^2 over the F 
 bonus of a transition is ``novelty_weight`` x novelty(s') / m, with m a running mean of the
 critic batches' mean novelty (all devices pooled; the first batch's, then an exponential
 average at rate :data:`RATE` per critic update): the bonus averages about ``novelty_weight``
-per step throughout, and what it adds to the critic is the contrast between the states the
+per step (``novelty_decay_steps``: falling linearly to 0 over that many env steps, see
+:func:`scheduled_weight`), and what it adds to the critic is the contrast between the states the
 predictor has learnt and those it has not. (A normaliser fixed at the first batch was tried
 first: the predictor learns the visited states within a few hundred updates, and the bonus
 fell to a hundredth of its weight within PendulumSwingup's first 5k env steps.) The predictor takes one Adam step (the critic's learning rate) on each critic
@@ -68,6 +69,14 @@ def raw_novelty(novelty: NoveltyState, predictor_params: Params, obs: jax.Array,
     net = network(hidden_size)
     target = jax.lax.stop_gradient(net.apply(novelty.target_params, obs))
     return jnp.mean(jnp.square(net.apply(predictor_params, obs) - target), axis=-1)
+
+
+def scheduled_weight(weight: jax.Array, decay_steps: jax.Array, env_steps: jax.Array
+                     ) -> jax.Array:
+    """The bonus's weight after ``env_steps``: ``weight`` x max(0, 1 - env_steps / decay_steps),
+    or ``weight`` itself where ``decay_steps`` is 0 (all scalars, traced)."""
+    fraction = env_steps.astype(jnp.float32) / jnp.maximum(decay_steps, 1.0)
+    return jnp.where(decay_steps > 0, weight * jnp.maximum(0.0, 1.0 - fraction), weight)
 
 
 def bonus_and_step(novelty: NoveltyState, obs: jax.Array, is_first: jax.Array, weight: jax.Array,

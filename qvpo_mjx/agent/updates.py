@@ -138,7 +138,9 @@ def critic_update(state: AgentState, batch: Transition, key: jax.Array,
     novelty_metrics = {}
     if state.structure.novelty:  # the bonus of s', from the predictor before its own step
         bonus, novelty, raw = novelty_bonus.bonus_and_step(
-            state.novelty, batch.next_obs, state.critic_updates == 0, hp["novelty_weight"],
+            state.novelty, batch.next_obs, state.critic_updates == 0,
+            novelty_bonus.scheduled_weight(hp["novelty_weight"], hp["novelty_decay_steps"],
+                                           state.env_steps),
             state.structure.critic.hidden_size,
             optimizer(hp["critic_lr"], hp["adam_eps"], hp["grad_clip"]), axis_name)
         target = target + bonus

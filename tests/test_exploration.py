@@ -187,17 +187,21 @@ def test_the_novelty_bonus_averages_its_weight_and_favours_states_not_yet_learnt
     assert far_bonus > 5 * familiar_bonus  # ... and states never seen are worth more
 
 
+def unit_reward_batch(key, B=16):
+    """B transitions of reward 1 between random 3-dim states, 2-dim actions 0."""
+    from qvpo_mjx.agent.state import Transition
+    return Transition(obs=jax.random.normal(key, (B, 3)), action=jnp.zeros((B, 2)),
+                      reward=jnp.ones(B), next_obs=jax.random.normal(jax.random.PRNGKey(4),
+                                                                     (B, 3)),
+                      terminated=jnp.zeros(B))
+
+
 def test_the_novelty_bonus_enters_the_td_target_of_the_same_critic():
     """With the bonus's networks drawn from a key of their own, a run with novelty_weight w
     starts from the critic of a run without it, and at the first update its TD target is that
     run's plus the bonus, whose mean is w."""
-    from qvpo_mjx.agent.state import Transition
-    B = 16
     k = jax.random.PRNGKey(3)
-    batch = Transition(obs=jax.random.normal(k, (B, 3)), action=jnp.zeros((B, 2)),
-                       reward=jnp.ones(B), next_obs=jax.random.normal(jax.random.PRNGKey(4),
-                                                                      (B, 3)),
-                       terminated=jnp.zeros(B))
+    batch = unit_reward_batch(k)
     plain = agent.init(jax.random.PRNGKey(0), 3, 2, SMALL)
     bonus = agent.init(jax.random.PRNGKey(0), 3, 2, SMALL.replace(novelty_weight=0.7))
     jax.tree.map(np.testing.assert_array_equal, plain.critic_params, bonus.critic_params)
@@ -217,13 +221,8 @@ def test_the_novelty_bonus_decays_linearly_over_its_env_steps(env_steps, weight)
     """novelty_decay_steps 1000: the first update's bonus (whose batch mean is the weight
     exactly) is 0.8 (1 - env_steps / 1000), never below 0; the TD target moves with it."""
     from qvpo_mjx.agent import novelty
-    from qvpo_mjx.agent.state import Transition
-    B = 16
     k = jax.random.PRNGKey(3)
-    batch = Transition(obs=jax.random.normal(k, (B, 3)), action=jnp.zeros((B, 2)),
-                       reward=jnp.ones(B), next_obs=jax.random.normal(jax.random.PRNGKey(4),
-                                                                      (B, 3)),
-                       terminated=jnp.zeros(B))
+    batch = unit_reward_batch(k)
     cfg = SMALL.replace(novelty_weight=0.8, novelty_decay_steps=1000.0)
     state = agent.init(jax.random.PRNGKey(0), 3, 2, cfg).replace(env_steps=jnp.int32(env_steps))
     _, metrics = jax.jit(agent.critic_update)(state, batch, k)

@@ -80,6 +80,18 @@ def test_any_n_task_table_and_memory_table_are_their_jsons():
         assert f"{row['reach_bar']['updates']:,} |" in BENCH_README
     rerun = run("inverted_pendulum", "u4_b1024_opt_reward_scale_autoTrue", 4096)
     assert round(rerun["reach_bar"]["updates_saved"], 1) == 9.7 and rerun["seeds"] == 3
+    for label, saved in (("", 15.4), ("_critic_updates_per_actor4", 14.8),
+                         ("_critic_updates_per_actor1", 9.2)):  # the actor's share at N = 1,024
+        row = run("inverted_double_pendulum", f"u4_b1024_opt{label}_reward_scale_autoTrue", 1024)
+        assert round(row["reach_bar"]["updates_saved"], 1) == saved and row["seeds"] == 3
+        final = f"{row['final_mean']:,.0f} ± {row['final_se']:.0f}"
+        cells = f"{final} | {row['reach_bar']['updates']:,} |"
+        assert cells in BENCH_README
+    for label in ("u1_b4096_opt_actor_lr0.0006_critic_lr0.002",
+                  "u1_b16384_opt_actor_lr0.0012_critic_lr0.004"):  # wider batches, fewer updates
+        row = run("inverted_double_pendulum", f"{label}_reward_scale_autoTrue", 1024)
+        assert row["reach_bar"] is None
+        assert f"{row['final_mean']:,.0f} ± {row['final_se']:.0f} | not reached |" in BENCH_README
     auto = run("inverted_double_pendulum", "u4_b1024_opt_reward_scale_autoTrue", 4096)
     assert round(auto["reach_bar"]["updates_saved"], 1) == 14.4 and auto["seeds"] == 3
     assert f"| {auto['reach_bar']['updates']:,} | **14.4x** |" in BENCH_README

@@ -252,9 +252,9 @@ def plot(run_dirs: list[str], out: str, x_axis: str = "env_steps", band: str = "
         fig.tight_layout(rect=(0, legend_height / fig.get_figheight(), 1, 1))
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    # 'tight': a legend below the panels is as wide as its longest label, which may pass
-    # the figure's edges
-    fig.savefig(out_path, bbox_inches="tight")
+    # 'tight' for a legend below the panels: it is as wide as its longest label, which may
+    # pass the figure's edges
+    fig.savefig(out_path, bbox_inches="tight" if below else None)
     plt.close(fig)
     return out_path
 

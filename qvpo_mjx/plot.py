@@ -249,12 +249,15 @@ def plot(run_dirs: list[str], out: str, x_axis: str = "env_steps", band: str = "
             fig.suptitle(title or default_title)
         legend_height = 0.25 + 0.18 * lines  # inches
         fig.set_figheight(fig.get_figheight() + legend_height)
+        # A label of 8-point text is about 0.067 inch a character: widen the figure to hold the
+        # longest one (a study's labels name every override) rather than cut it at both edges.
+        longest = max((len(label) for label in axes.flat[0].get_legend_handles_labels()[1]),
+                      default=0)
+        fig.set_figwidth(max(fig.get_figwidth(), 0.9 + 0.067 * longest))
         fig.tight_layout(rect=(0, legend_height / fig.get_figheight(), 1, 1))
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    # 'tight' for a legend below the panels: it is as wide as its longest label, which may
-    # pass the figure's edges
-    fig.savefig(out_path, bbox_inches="tight" if below else None)
+    fig.savefig(out_path)
     plt.close(fig)
     return out_path
 

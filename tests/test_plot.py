@@ -131,6 +131,9 @@ def test_many_lines_put_the_legend_below_and_log_x_scales_the_axis(tmp_path, mon
     assert plot.main(runs + ["-o", str(many)]) == 0
     assert png_size(few) == (840, 540)  # the legend inside the panel
     assert png_size(many)[1] > 540  # the figure grows to hold the legend below
+    wide = str(fake_run(tmp_path / "wide", seed=0, batch_size=128, env="x" * 150))
+    assert plot.main(runs + [wide, "-o", str(tmp_path / "wide.png")]) == 0
+    assert png_size(tmp_path / "wide.png")[0] > 120 * 0.067 * 150  # ... and to its longest label
     import matplotlib.axes
     scales = []
     real = matplotlib.axes.Axes.set_xscale

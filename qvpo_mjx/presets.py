@@ -81,15 +81,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Q near 900 (9 per step) in few updates, not data or targets. At N = 256 a reward scale of
 # 0.1 reached its bar after 3,522 updates (12.4x; 0.3: 10.3x; the unscaled rule 7.7x; tau 0.05
 # or 0.1 in place of 0.02: 7.7x); at N = 4,096 the auto scale (0.107) after 3,024 (14.4x,
-# against 6.1x unscaled). It leaves every task whose rewards are at most 1 per step as it was
-# (inverted_pendulum, CartpoleSwingup, halfcheetah: scale 1).
+# against 6.1x unscaled), at N = 1,024 after 2,832 (15.4x). It leaves every task whose rewards
+# are at most 1 per step as it was (inverted_pendulum, CartpoleSwingup, halfcheetah: scale 1).
 # Measured on the CPU with the cpu preset's networks, the wide regime reached the N = 64 rule's
 # final return with 11.6x fewer sequential updates on inverted_pendulum at N = 4,096 (1,200 of
 # 13,920), 14.8x on CartpoleSwingup at N = 4,096 (5,040 of 74,400; 13.1x at 1,024) and 14.4x on
 # inverted_double_pendulum at N = 4,096 (3,024 of 43,680, rewards scaled); on halfcheetah
 # (N = 256) it was level with the rule at equal updates. Env steps per update grow with N and
 # bought nothing on inverted_double_pendulum (N = 1,024 and 4,096 ended where N = 256 did after
-# as many updates), so the budget is counted in vector steps: at least `vector_steps` of them, an evaluation every
+# as many updates), so the budget is counted in vector steps. The actor's share and the batch
+# were axes too (inverted_double_pendulum, N = 1,024): the actor every 4th critic update did as
+# well (14.8x), every update worse (9.2x); one update of batch 4,096 or 16,384 per vector step
+# (rates scaled by the square root of the batch) never reached the bar: a wider batch does not
+# stand in for updates. The budget: at least `vector_steps` vector steps, an evaluation every
 # `eval_vector_steps` (an evaluation is 1,000 steps of the eval envs: a chunk of one vector step
 # would be mostly evaluation).
 WIDE_FROM = 256

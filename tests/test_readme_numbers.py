@@ -140,3 +140,15 @@ def test_rule_at_n16_and_halfcheetah_peers_are_their_files():
     finals = [float(np.load(peers / "hc_sac_wide" / f"halfcheetah__brax_sac__N256__s{s}"
                             / "curve.npz")["eval_return_mean"][-1]) for s in range(3)]
     assert "ends at " + ", ".join(f"{v:.0f}" for v in finals[:2]) + f" and {finals[2]:.0f}" in text
+
+
+def test_sparse_tasks_at_100k_rows_are_the_sparse_json():
+    """benchmarks/README's table of the four sparse tasks at 100k env steps (issue 25)."""
+    tasks = json.loads((RESULTS / "sparse.json").read_text())["tasks"]
+    assert set(tasks) == {"PendulumSwingup", "BallInCup", "FingerSpin", "AcrobotSwingup"}
+    for task, row in tasks.items():
+        qvpo = row["qvpo"]
+        assert qvpo["env_steps"] == 100_000 and qvpo["seeds"] == 3
+        finals = ", ".join(f"{v:.0f}" for v in qvpo["final"])
+        means = ", ".join(f"{v:.0f}" for v in qvpo["mean_over_run"])
+        assert f"| {task} | {finals} | {means} |" in BENCH_README, task

@@ -152,3 +152,9 @@ def test_sparse_tasks_at_100k_rows_are_the_sparse_json():
         finals = ", ".join(f"{v:.0f}" for v in qvpo["final"])
         means = ", ".join(f"{v:.0f}" for v in qvpo["mean_over_run"])
         assert f"| {task} | {finals} | {means} |" in BENCH_README, task
+    decay = json.loads((RESULTS / "sparse_nov05d100k.json").read_text())
+    assert decay["overrides"] == {"novelty_weight": 0.5, "novelty_decay_steps": 100000}
+    qvpo = decay["tasks"]["PendulumSwingup"]["qvpo"]
+    finals = ", ".join(f"{v:.0f}" for v in qvpo["final"])
+    means = ", ".join(f"{v:.0f}" for v in qvpo["mean_over_run"])
+    assert f"(`novelty_decay_steps` 100000) | {finals} | {means} |" in BENCH_README

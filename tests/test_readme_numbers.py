@@ -158,3 +158,19 @@ def test_sparse_tasks_at_100k_rows_are_the_sparse_json():
     finals = ", ".join(f"{v:.0f}" for v in qvpo["final"])
     means = ", ".join(f"{v:.0f}" for v in qvpo["mean_over_run"])
     assert f"(`novelty_decay_steps` 100000) | {finals} | {means} |" in BENCH_README
+
+
+def test_halfcheetah_at_n1024_and_brax_sac_on_pendulum_swingup_are_their_files():
+    """benchmarks/README's halfcheetah row at N = 1,024 (issue 24) and Brax SAC at 100k env steps
+    on PendulumSwingup with the fractions quoted beside it (issue 25)."""
+    report = json.loads((RESULTS / "wide_report.json").read_text())["tasks"]["halfcheetah"]
+    [row] = [r for r in report["runs"] if r["num_envs"] == 1024]
+    seeds = ", ".join(f"{v:,.0f}" for v in row["final_per_seed"])
+    assert f"{row['final_mean']:,.0f} ± {row['final_se']:.0f} ({seeds}) | not reached |" \
+        in BENCH_README
+    task = json.loads((RESULTS / "sparse.json").read_text())["tasks"]["PendulumSwingup"]
+    assert task["sac"]["env_steps"] <= 102_000 and task["sac"]["seeds"] == 3  # 2% slack
+    finals = ", ".join(f"{v:.0f}" for v in task["sac"]["final"][:2])
+    assert f"{finals} and {task['sac']['final'][2]:.0f}" in flat(BENCH_README)
+    assert (f"**{task['fraction_final']:.2f} / {task['fraction_mean_over_run']:.2f}**"
+            in BENCH_README)

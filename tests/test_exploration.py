@@ -227,6 +227,11 @@ def test_the_novelty_bonus_decays_linearly_over_its_env_steps(env_steps, weight)
     state = agent.init(jax.random.PRNGKey(0), 3, 2, cfg).replace(env_steps=jnp.int32(env_steps))
     _, metrics = jax.jit(agent.critic_update)(state, batch, k)
     assert float(metrics["critic/novelty_bonus"]) == pytest.approx(weight, abs=1e-6)
+    plain = agent.init(jax.random.PRNGKey(0), 3, 2, SMALL).replace(
+        env_steps=jnp.int32(env_steps))
+    _, m_plain = jax.jit(agent.critic_update)(plain, batch, k)
+    assert float(metrics["critic/q_target"] - m_plain["critic/q_target"]) == pytest.approx(
+        weight, abs=1e-4)
     constant = novelty.scheduled_weight(jnp.float32(0.8), jnp.float32(0.0), jnp.int32(env_steps))
     assert float(constant) == pytest.approx(0.8)  # 0: no schedule
 

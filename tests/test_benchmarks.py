@@ -262,3 +262,13 @@ def test_wide_report_joins_the_seeds_of_one_setting_run_apart(tmp_path):
     assert len(runs) == 3 and len(joined) == 1
     assert joined[0]["final_per_seed"] == [90.0, 130.0]  # seed 0 first
     assert joined[0]["reach_bar"]["updates"] == 30  # the mean 110 >= 100 at 20 critic updates
+
+
+def test_suite_compare_welch_t_against_a_hand_computation():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from suite_compare import welch_t
+
+    # means 2 and 6, sample variances 1 and 4, n 3 each: t = 4 / sqrt(1/3 + 4/3) = 3.0984
+    assert welch_t([1.0, 2.0, 3.0], [4.0, 6.0, 8.0]) == pytest.approx(4 / np.sqrt(5 / 3))
+    assert welch_t([4.0, 6.0, 8.0], [1.0, 2.0, 3.0]) == pytest.approx(-4 / np.sqrt(5 / 3))
+    assert np.isnan(welch_t([5.0, 5.0], [5.0, 5.0]))  # no spread: no t

@@ -1,9 +1,9 @@
 """Two suite variants of QVPO side by side on saved runs, with Welch's t.
 
-    python benchmarks/suite_compare.py      # behavior_epsilon 0 against 0.5: results/suite_behavior_epsilon.json
-    python benchmarks/suite_compare.py --a eps05 --b nov05d100k --tasks pendulum_swingup \
+    python benchmarks/suite_compare.py      # behavior_epsilon 0 against 0.5 (the default)
+    python benchmarks/suite_compare.py --a eps05 --b nov05d100k --tasks pendulum_swingup \\
         inverted_double_pendulum hopper --out /tmp/compare.json
-    python benchmarks/suite_compare.py --runs-dir benchmarks/results/sparse --budget 100000 \
+    python benchmarks/suite_compare.py --runs-dir benchmarks/results/sparse --budget 100000 \\
         --a nov05 --b nov05d100k --tasks PendulumSwingup BallInCup --out /tmp/sparse.json
 
 Reads the generality suite's run directories (``results/suite/TASK/qvpo_cpu_VARIANT``, and
@@ -12,8 +12,9 @@ inverted_double_pendulum, made with ``python -m qvpo_mjx.train --preset cpu --en
 inverted_double_pendulum --num-envs 16 --total-steps 30000 --eval-interval 3000 --num-seeds 3
 --seed 3 --behavior-epsilon E``), summarises each seed as ``suite.py`` does (final return and
 mean over the run, evaluations within the budget) and gives Welch's t of the seeds' final returns
-and of their means over the run, variant B minus variant A (positive: B is better). The budget is
-the suite's (``suite.BUDGETS``) unless ``--budget`` sets one for every task. Trains nothing.
+and of their means over the run, variant B minus variant A (positive: B is better). Writes
+``--out`` (default ``results/suite_behavior_epsilon.json``). The budget is the suite's
+(``suite.BUDGETS``) unless ``--budget`` sets one for every task. Trains nothing.
 """
 
 from __future__ import annotations

@@ -272,3 +272,53 @@ def test_suite_compare_welch_t_against_a_hand_computation():
     assert welch_t([1.0, 2.0, 3.0], [4.0, 6.0, 8.0]) == pytest.approx(4 / np.sqrt(5 / 3))
     assert welch_t([4.0, 6.0, 8.0], [1.0, 2.0, 3.0]) == pytest.approx(-4 / np.sqrt(5 / 3))
     assert np.isnan(welch_t([5.0, 5.0], [5.0, 5.0]))  # no spread: no t
+
+
+def test_algos_table_reads_every_algorithm_from_saved_runs(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import algos_table
+
+    suite = tmp_path / "suite" / "hopper"
+    cfg = {"num_envs": 16, "start_steps": 1000, "updates_per_step": 8}
+    # An older curve without critic_updates: (30,080 - 1,000) / 16 = 1,817.5 -> 1,818 vector
+    # steps of 8 updates.
+    fake_curve(suite / "qvpo_cpu_eps05", [0, 15040, 30080], [0, 100, 300], cfg)
+    (suite / "sac_cpu").mkdir(parents=True)
+    np.savez(suite / "sac_cpu" / "curve.npz", env_steps=np.array([15040.0, 30080.0]),
+             wall_time_s=np.array([1.0, 2.0]),
+             eval_return_mean=np.array([[10.0, 30.0], [50.0, 70.0]]),  # (evaluations, seeds)
+             eval_return_std=np.zeros((2, 2)), actor_updates=np.zeros((2, 2)),
+             critic_updates=np.array([[7000, 7000], [14000, 14000]]))
+    (suite / "sac_cpu" / "config.json").write_text(json.dumps(
+        {"env": "hopper", "seed": 0, "seeds": [0, 1], "config": cfg}))
+    for s, r in enumerate((40.0, 80.0)):
+        fake_curve(suite / f"sac_s{s}", [0, 30000], [0, r])
+    (suite / "random_return.json").write_text(json.dumps({"return": 22.0}))
+    row = {"regime": "u4_b1024_opt", "num_envs": 1024, "budget": 1_208_320, "env": "hopper",
+           "return_final": [1.0, 3.0], "return_auc": [0.5, 1.5], "sequential_updates": 7080}
+    wide = tmp_path / "wide.json"
+    wide.write_text(json.dumps({"rows": [
+        {**row, "overrides": {"reward_scale_auto": True}},
+        {**row, "overrides": {"reward_scale_auto": True, "algo": "td3"}, "return_final": [5.0]},
+        {**row, "overrides": {"reward_scale_auto": True, "tau": 0.1}},  # another setting
+        {**row, "num_envs": 256, "overrides": {"reward_scale_auto": True, "algo": "sac"}}]}))
+    costs = tmp_path / "cost.json"
+    costs.write_text(json.dumps({"rows": [{"algo": "qvpo", "ms_per_update": 600.0},
+                                          {"algo": "sac", "ms_per_update": 10.0}]}))
+    result = algos_table.main(["--runs-dir", str(tmp_path / "suite"), "--tasks", "hopper",
+                               "--seeds", "2", "--wide-summary", str(wide), "--costs",
+                               str(costs), "--out", str(tmp_path / "out.json")])
+    hopper = result["suite"]["hopper"]
+    assert hopper["qvpo"]["final"] == [300.0] and hopper["qvpo"]["mean_over_run"] == [200.0]
+    assert hopper["qvpo"]["sequential_updates"] == 1818 * 8
+    assert hopper["sac"]["final"] == [50.0, 70.0] and hopper["sac"]["mean_over_run"] == [30.0, 50.0]
+    assert hopper["sac"]["sequential_updates"] == 14000
+    assert hopper["brax_sac"]["final_mean"] == 60.0
+    assert "sequential_updates" not in hopper["brax_sac"]
+    assert "td3" not in hopper and hopper["random"] == 22.0
+    assert set(result["wide"]["hopper"]) == {"qvpo", "td3"}
+    assert result["wide"]["hopper"]["qvpo"]["final_mean"] == 2.0
+    assert result["wide"]["hopper"]["td3"]["final"] == [5.0]
+    table = algos_table.markdown(result)
+    assert "| hopper | 30,000 | 22 | 60 ± 20 (60) | - | 300 (200) | 60 ± 10 (40) | - |" in table
+    assert "| QVPO | 600.0 | 14,544 | 7,080 |" in table and "| QSM | - | - | - |" in table

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -36,7 +35,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from common import machine_info, write_result  # noqa: E402
-from suite import BUDGETS, summarise  # noqa: E402
+from suite import BUDGETS, mean_se, summarise  # noqa: E402
 
 ALGOS = ("qvpo", "sac", "td3", "qsm", "dacer", "dipo")  # the table's order: QVPO, then the paper's
 PEERS = ("sac", "ppo")  # Brax's, the outside reference
@@ -116,11 +115,7 @@ def update_costs(path: Path) -> dict:
 
 def _cell(c: dict | None) -> str:
     """final mean ± s.e. (mean over the run)."""
-    if not c:
-        return "-"
-    v = np.asarray(c["final"], float)
-    se = f" ± {v.std(ddof=1) / math.sqrt(len(v)):.0f}" if len(v) > 1 else ""
-    return f"{v.mean():.0f}{se} ({c['mean_over_run_mean']:.0f})"
+    return f"{mean_se(c['final'])} ({c['mean_over_run_mean']:.0f})" if c else "-"
 
 
 def markdown(result: dict) -> str:

@@ -293,7 +293,7 @@ def main(argv=None) -> dict:
     return result
 
 
-def _mean_se(values: list[float]) -> str:
+def mean_se(values: list[float]) -> str:
     v = np.asarray(values, float)
     se = v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
     return f"{v.mean():.0f} ± {se:.0f}" if len(v) > 1 else f"{v.mean():.0f}"
@@ -310,9 +310,9 @@ def markdown_table(result: dict, peers: list[str]) -> str:
     for task, r in result["tasks"].items():
         q = r.get("qvpo")
         cells = [task, f"{r['budget']:,}", f"{r['random']:.0f}"]
-        cells += [_mean_se(r[p]["final"]) if r.get(p) else "-" for p in peers]
-        cells += [_mean_se(r[f"ours_{a}"]["final"]) if r.get(f"ours_{a}") else "-" for a in ours]
-        cells += [f"{_mean_se(q['final'])} ({', '.join(f'{v:.0f}' for v in q['final'])})"
+        cells += [mean_se(r[p]["final"]) if r.get(p) else "-" for p in peers]
+        cells += [mean_se(r[f"ours_{a}"]["final"]) if r.get(f"ours_{a}") else "-" for a in ours]
+        cells += [f"{mean_se(q['final'])} ({', '.join(f'{v:.0f}' for v in q['final'])})"
                   if q else "-",
                   f"{r.get('fraction_final', math.nan):.2f}",
                   f"{r.get('fraction_mean_over_run', math.nan):.2f}"]

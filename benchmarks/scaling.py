@@ -139,24 +139,33 @@ def overrides_tag(overrides: dict) -> str:
     return "".join(f"_{k}{v}" for k, v in sorted(overrides.items()))
 
 
+def study_config(name: str, N: int, seeds: int, budget: int, overrides: dict):
+    """The config of regime ``name`` at N envs (None where it does not apply): the ``cpu``
+    preset's networks and rates, the regime's changes, ``overrides`` on top."""
+    from qvpo_mjx.config import QVPOConfig
+    from qvpo_mjx.presets import PRESETS, for_algo
+    base = dict(PRESETS["cpu"]["config"])
+    changes = regime(name, N, base)
+    if changes is None:
+        return None
+    start = max(base["start_steps"], changes["batch_size"], N)  # a full first batch
+    # Another algorithm keeps its own chain and actor delay (as --algo does), then the flags.
+    values = for_algo({**base, **changes}, overrides.get("algo", "qvpo"))
+    return QVPOConfig(**{**values, "total_steps": budget, "eval_interval": max(budget // 10, N),
+                         "start_steps": start, "num_seeds": seeds, "num_devices": 1,
+                         "replay_size": max(budget, N), **overrides})
+
+
 def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,
             seed: int = 0, overrides: dict | None = None, summarize: bool = False
             ) -> dict | None:
     """Train one regime (all its seeds in one run) and return its summary row; with
     ``summarize``, train nothing and summarise the run already saved where it would go."""
-    from qvpo_mjx.config import QVPOConfig
-    from qvpo_mjx.presets import PRESETS
     from qvpo_mjx.train import train
-    base = dict(PRESETS["cpu"]["config"])
-    changes = regime(name, N, base)
-    if changes is None:
-        return None
-    eval_interval = max(budget // 10, N)
-    start = max(base["start_steps"], changes["batch_size"], N)  # a full first batch
     overrides = dict(overrides or {})
-    cfg = QVPOConfig(**{**base, **changes, "total_steps": budget, "eval_interval": eval_interval,
-                        "start_steps": start, "num_seeds": seeds, "num_devices": 1,
-                        "replay_size": max(budget, N), **overrides})
+    cfg = study_config(name, N, seeds, budget, overrides)
+    if cfg is None:
+        return None
     # A run at another budget than the env's default, or at other seeds, gets a directory of its
     # own (and a label of its own in the plots, for another budget).
     other_budget = budget != BUDGETS.get(env, DEFAULT_BUDGET)

@@ -113,6 +113,16 @@ ALGO_VALUES: dict[str, dict[str, Any]] = {
     "dipo": {"diffusion_steps": 100, "beta_schedule": "cosine"}}
 
 
+def for_algo(values: dict[str, Any], algo: str) -> dict[str, Any]:
+    """``values`` (config values before the flags) with what ``algo`` changes in them:
+    :data:`ALGO_FLOORS` raised to, :data:`ALGO_VALUES` set. QVPO changes nothing."""
+    values = dict(values)
+    for field, floor in ALGO_FLOORS.get(algo, {}).items():
+        values[field] = max(floor, values.get(field, getattr(QVPOConfig, field)))
+    values.update(ALGO_VALUES.get(algo, {}))
+    return values
+
+
 @dataclasses.dataclass(frozen=True)
 class Scaling:
     """What ``--num-envs N`` implies for one preset (see the comment above :data:`WIDE_FROM`).
@@ -220,11 +230,7 @@ def preset_values(name: str, overrides: dict[str, Any] | None = None
     if why and len(kept) < len(derived):
         why += f" ({', '.join(sorted(set(derived) - set(kept)))} from the flags)"
     values = {**base, **kept}
-    algo = overrides.get("algo", values.get("algo", "qvpo"))
-    for field, floor in ALGO_FLOORS.get(algo, {}).items():
-        values[field] = max(floor, values.get(field, getattr(QVPOConfig, field)))
-    values.update(ALGO_VALUES.get(algo, {}))
-    values = {**values, **overrides}
+    values = {**for_algo(values, overrides.get("algo", values.get("algo", "qvpo"))), **overrides}
     # A reward scale that a flag or the algorithm sets is kept: the wide regime's auto scale
     # (which would overwrite it at the first update) gives way, unless a flag asks for both.
     if (values.get("reward_scale", 1.0) != 1.0 and values.get("reward_scale_auto")

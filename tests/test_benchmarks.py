@@ -23,14 +23,11 @@ def test_peers_tiny_runs_brax_sac_and_writes_a_plottable_run():
 def test_scaling_regimes_keep_the_ratios_they_are_named_for():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import scaling
-    from qvpo_mjx.config import QVPOConfig
     from qvpo_mjx.presets import PRESETS
     base = dict(PRESETS["cpu"]["config"])
     for N in (16, 64, 256):
-        def config(name):  # a full first batch, as run_one gives
-            changes = scaling.regime(name, N, base)
-            start = max(base["start_steps"], changes["batch_size"], N)
-            return QVPOConfig(**{**base, **changes, "start_steps": start})
+        def config(name, **overrides):  # what run_one trains
+            return scaling.study_config(name, N, 1, 30_000, overrides)
 
         cfgs = {name: config(name) for name in scaling.REGIMES if name != "reference"}
 
@@ -54,6 +51,15 @@ def test_scaling_regimes_keep_the_ratios_they_are_named_for():
         opt = config("u2_b4096_opt")
         assert per_env_step(opt) == per_env_step(wide)
         assert (opt.obs_normalization, opt.n_step, opt.critic_layer_norm) == (True, 3, True)
+        assert opt.start_steps == 4096 and opt.total_steps == 30_000  # a full first batch
+        # Another algorithm keeps its own chain and actor delay in every regime, as --algo does.
+        dacer = config("u2_b4096_opt", algo="dacer")
+        assert (dacer.diffusion_steps, dacer.beta_schedule, dacer.reward_scale) == (20, "vp", 0.2)
+        assert per_env_step(dacer) == per_env_step(opt)
+        assert config("utd", algo="td3").critic_updates_per_actor == 2
+        assert config("delay4", algo="td3").critic_updates_per_actor == 4
+        assert config("utd", algo="dipo", diffusion_steps=10).diffusion_steps == 10  # the flag
+        assert config("utd", algo="sac").diffusion_steps == base["diffusion_steps"]
     with pytest.raises(argparse.ArgumentTypeError, match="uU_bB"):
         scaling.regime_name("u0_b256")
     assert scaling.regime_name("u8_b1024") == "u8_b1024"

@@ -158,6 +158,12 @@ class QVPOConfig:
         0.0, "With novelty_weight: the bonus's weight falls linearly from novelty_weight to 0 "
         "over this many env steps, so a run that has found its reward stops being pulled away "
         "from it late in training; 0 keeps the weight constant.", traced=True)
+    novelty_reward_gate: bool = _field(
+        False, "With novelty_weight: each critic batch's bonus is scaled by the fraction of its "
+        "transitions whose reward is exactly 0 (all devices pooled), so it keeps its weight "
+        "where no reward has been seen, fades as rewarded transitions fill the buffer and is 0 "
+        "under a dense reward (every transition rewarded), where a bonus only distracts.",
+        traced=True)
     n_step: int = _field(
         1, "n of n-step returns: the TD target sums up to n discounted rewards of the same env "
         "and bootstraps from where the window ends (at most n steps, fewer at a terminal state, "
@@ -305,6 +311,9 @@ class QVPOConfig:
         if not (_finite(self.novelty_decay_steps) and self.novelty_decay_steps >= 0):
             raise ValueError(f"novelty_decay_steps must be a non-negative finite number, got "
                              f"{self.novelty_decay_steps!r}")
+        if self.novelty_reward_gate and self.novelty_weight == 0:
+            raise ValueError("novelty_reward_gate gates the novelty bonus, which is off "
+                             "(novelty_weight 0)")
         if self.novelty_decay_steps > 0 and self.novelty_weight == 0:
             raise ValueError(f"novelty_decay_steps ({self.novelty_decay_steps!r}) schedules the "
                              f"novelty bonus, which is off (novelty_weight 0)")

@@ -155,6 +155,8 @@ def test_bad_exploration_settings_are_refused():
         QVPOConfig(novelty_weight=0.5, novelty_decay_steps=-1.0)
     with pytest.raises(ValueError, match="novelty_decay_steps .* which is off"):
         QVPOConfig(novelty_decay_steps=1000.0)
+    with pytest.raises(ValueError, match="novelty_reward_gate .* which is off"):
+        QVPOConfig(novelty_reward_gate=True)
 
 
 def test_the_novelty_bonus_averages_its_weight_and_favours_states_not_yet_learnt():
@@ -234,6 +236,29 @@ def test_the_novelty_bonus_decays_linearly_over_its_env_steps(env_steps, weight)
         weight, abs=1e-4)
     constant = novelty.scheduled_weight(jnp.float32(0.8), jnp.float32(0.0), jnp.int32(env_steps))
     assert float(constant) == pytest.approx(0.8)  # 0: no schedule
+
+
+@pytest.mark.parametrize("rewarded,gate", [(0, 1.0), (4, 0.75), (16, 0.0)])
+def test_the_reward_gate_scales_the_bonus_by_the_share_of_unrewarded_transitions(rewarded,
+                                                                                   gate):
+    """novelty_reward_gate: a batch of 16 with ``rewarded`` nonzero rewards (of either sign)
+    gets the bonus times 1 - rewarded / 16, in its mean and in the TD target; without the gate
+    the same batch gets the whole bonus."""
+    from qvpo_mjx.agent import novelty
+    k = jax.random.PRNGKey(3)
+    reward = jnp.zeros(16).at[:rewarded].set(jnp.where(jnp.arange(rewarded) % 2, 2.0, -0.5))
+    batch = unit_reward_batch(k).replace(reward=reward)
+    cfg = SMALL.replace(novelty_weight=0.8)
+    m = {}
+    for name, c in (("plain", SMALL), ("ungated", cfg),
+                    ("gated", cfg.replace(novelty_reward_gate=True))):
+        _, m[name] = jax.jit(agent.critic_update)(agent.init(jax.random.PRNGKey(0), 3, 2, c),
+                                                  batch, k)
+    assert float(m["ungated"]["critic/novelty_bonus"]) == pytest.approx(0.8, rel=1e-5)
+    assert float(m["gated"]["critic/novelty_bonus"]) == pytest.approx(0.8 * gate, abs=1e-6)
+    assert float(m["gated"]["critic/q_target"] - m["plain"]["critic/q_target"]) == \
+        pytest.approx(0.8 * gate, abs=1e-4)
+    assert float(novelty.reward_gate(reward, jnp.float32(0.0))) == 1.0  # gate off: no scaling
 
 
 def test_the_novelty_bonus_runs_in_the_loop_and_is_saved_with_the_run():

@@ -13,8 +13,9 @@ bonus of a transition is ``novelty_weight`` x novelty(s') / m, with m a running 
 critic batches' mean novelty (all devices pooled; the first batch's, then an exponential
 average at rate :data:`RATE` per critic update): the bonus averages about ``novelty_weight``
 per step (``novelty_decay_steps``: falling linearly to 0 over that many env steps, see
-:func:`scheduled_weight`), and what it adds to the critic is the contrast between the states
-the predictor has learnt and those it has not. (A normaliser fixed at the first batch was tried
+:func:`scheduled_weight`; ``novelty_reward_gate``: scaled by the batch's share of unrewarded
+transitions, see :func:`reward_gate`), and what it adds to the critic is the contrast between
+the states the predictor has learnt and those it has not. (A normaliser fixed at the first batch was tried
 first: the predictor learns the visited states within a few hundred updates, and the bonus
 fell to a hundredth of its weight within PendulumSwingup's first 5k env steps.) The predictor
 takes one Adam step (the critic's learning rate) on each critic batch's s'. Touches only ``state.novelty``.
@@ -69,6 +70,13 @@ def raw_novelty(novelty: NoveltyState, predictor_params: Params, obs: jax.Array,
     net = network(hidden_size)
     target = jax.lax.stop_gradient(net.apply(novelty.target_params, obs))
     return jnp.mean(jnp.square(net.apply(predictor_params, obs) - target), axis=-1)
+
+
+def reward_gate(reward: jax.Array, gate: jax.Array, axis_name: str | None = None) -> jax.Array:
+    """1 - ``gate`` x the fraction of the batch's transitions with a nonzero reward: reward
+    (B,) -> (), pooled over devices; ``gate`` 1 (``novelty_reward_gate``) or 0 (traced)."""
+    rewarded = parallel.pmean(jnp.mean((reward != 0).astype(jnp.float32)), axis_name)
+    return 1.0 - gate * rewarded
 
 
 def scheduled_weight(weight: jax.Array, decay_steps: jax.Array, env_steps: jax.Array

@@ -140,7 +140,8 @@ def critic_update(state: AgentState, batch: Transition, key: jax.Array,
         bonus, novelty, raw = novelty_bonus.bonus_and_step(
             state.novelty, batch.next_obs, state.critic_updates == 0,
             novelty_bonus.scheduled_weight(hp["novelty_weight"], hp["novelty_decay_steps"],
-                                           state.env_steps),
+                                           state.env_steps)
+            * novelty_bonus.reward_gate(batch.reward, hp["novelty_reward_gate"], axis_name),
             state.structure.critic.hidden_size,
             optimizer(hp["critic_lr"], hp["adam_eps"], hp["grad_clip"]), axis_name)
         target = target + bonus

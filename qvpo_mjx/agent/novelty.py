@@ -15,10 +15,11 @@ average at rate :data:`RATE` per critic update): the bonus averages about ``nove
 per step (``novelty_decay_steps``: falling linearly to 0 over that many env steps, see
 :func:`scheduled_weight`; ``novelty_reward_gate``: scaled by the batch's share of unrewarded
 transitions, see :func:`reward_gate`), and what it adds to the critic is the contrast between
-the states the predictor has learnt and those it has not. (A normaliser fixed at the first batch was tried
-first: the predictor learns the visited states within a few hundred updates, and the bonus
-fell to a hundredth of its weight within PendulumSwingup's first 5k env steps.) The predictor
-takes one Adam step (the critic's learning rate) on each critic batch's s'. Touches only ``state.novelty``.
+the states the predictor has learnt and those it has not. (A normaliser fixed at the first
+batch was tried first: the predictor learns the visited states within a few hundred updates,
+and the bonus fell to a hundredth of its weight within PendulumSwingup's first 5k env steps.)
+The predictor takes one Adam step (the critic's learning rate) on each critic batch's s'.
+Touches only ``state.novelty``.
 
 Shapes: ``B`` states, ``o`` observation size, ``F`` = :data:`FEATURES`.
 """

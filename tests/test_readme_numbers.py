@@ -201,3 +201,18 @@ def test_halfcheetah_at_n1024_is_the_wide_report():
     seeds = ", ".join(f"{v:,.0f}" for v in row["final_per_seed"])
     assert f"{row['final_mean']:,.0f} ± {row['final_se']:.0f} ({seeds}) | not reached |" \
         in BENCH_README
+
+
+def test_the_fairness_check_and_the_gated_bonus_are_their_files():
+    """benchmarks/README's fairness check on inverted_double_pendulum (issue 26) and the gated
+    bonus's first run (issue 25)."""
+    fair = json.loads((RESULTS / "suite_fairness_inverted_double_pendulum.json").read_text())
+    row = fair["tasks"]["inverted_double_pendulum"]
+    text = flat(BENCH_README)
+    for name in ("ours_sac", "sac"):
+        v = row[name]["final"]
+        assert (f"{v[0]:,.0f}, {v[1]:,.0f} and {v[2]:,.0f} ({row[name]['final_mean']:,.0f})"
+                in text), name
+    gate = json.loads((RESULTS / "sparse_nov05gate.json").read_text())["tasks"]["PendulumSwingup"]
+    assert "finals " + ", ".join(f"{v:.0f}" for v in gate["qvpo"]["final"]) in text
+    assert f"**{gate['fraction_final']:.2f} / {gate['fraction_mean_over_run']:.2f}**" in text

@@ -13,8 +13,8 @@ The runs it reads are made by the generality suite and the scaling study:
 Per task of the suite (its budget, N = 16, the ``cpu`` preset; ``results/suite/TASK/``: QVPO's
 ``qvpo_cpu_VARIANT``, another algorithm's ``ALGO_cpu``, Brax's ``sac_sN`` and ``ppo_sN``) and
 per algorithm: the final return and the mean return over the run (mean over seeds, evaluations
-within the budget as ``suite.summarise`` counts them) and the sequential critic updates the run
-took. Per environment of the wide regime at N = 1,024 (``results/wide.json``'s rows of that
+within the budget as ``suite.summarise`` counts them) and the sequential updates (critic plus
+actor) the run took. Per environment of the wide regime at N = 1,024 (``results/wide.json``'s rows of that
 regime, N and budget; an algorithm's row is the one whose overrides are the QVPO row's plus its
 ``algo``): the same three. Per algorithm, the milliseconds of one update at the paper's sizes
 (``results/algo_cost.json``): what a user pays per sequential update. A run not made yet is a
@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from common import machine_info, write_result  # noqa: E402
+from qvpo_mjx import plot  # noqa: E402
 from suite import BUDGETS, mean_se, summarise  # noqa: E402
 
 ALGOS = ("qvpo", "sac", "td3", "qsm", "dacer", "dipo")  # the table's order: QVPO, then the paper's
@@ -43,15 +44,17 @@ WIDE = {"regime": "u4_b1024_opt", "num_envs": 1024, "budget": 1_208_320,
         "overrides": {"reward_scale_auto": True}}
 
 
-def sequential_updates(run_dir: Path) -> int | None:
-    """The critic updates a run of this loop had taken at its last evaluation (its curve's
-    ``critic_updates``; older curves lack the column: derived from the config instead)."""
-    curve = np.load(run_dir / "curve.npz")
-    if "critic_updates" in curve:
-        return int(np.max(curve["critic_updates"]))
+def sequential_updates(run_dir: Path) -> int:
+    """The sequential updates (critic plus actor, as :func:`qvpo_mjx.plot.sequential_updates`
+    and the scaling study count them) a run of this loop had taken at its last evaluation. The
+    oldest curves have no update column at all: their critic updates are derived from the
+    config (``updates_per_step`` per vector step after ``start_steps``)."""
+    curve = dict(np.load(run_dir / "curve.npz"))
     cfg = json.loads((run_dir / "config.json").read_text())["config"]
-    vector_steps = -(-(int(np.max(curve["env_steps"])) - cfg["start_steps"]) // cfg["num_envs"])
-    return max(0, vector_steps) * cfg["updates_per_step"]
+    if "critic_updates" not in curve and "updates" not in curve:
+        vector_steps = np.ceil((curve["env_steps"] - cfg["start_steps"]) / cfg["num_envs"])
+        curve["updates"] = np.maximum(vector_steps, 0) * cfg["updates_per_step"]
+    return int(np.max(plot.sequential_updates(curve, cfg)[-1]))
 
 
 def suite_cell(run_dirs: list[Path], budget: int, ours: bool) -> dict | None:

@@ -285,9 +285,10 @@ def test_algos_table_reads_every_algorithm_from_saved_runs(tmp_path):
     import algos_table
 
     suite = tmp_path / "suite" / "hopper"
-    cfg = {"num_envs": 16, "start_steps": 1000, "updates_per_step": 8}
-    # An older curve without critic_updates: (30,080 - 1,000) / 16 = 1,817.5 -> 1,818 vector
-    # steps of 8 updates.
+    cfg = {"num_envs": 16, "start_steps": 1000, "updates_per_step": 8,
+           "critic_updates_per_actor": 2}
+    # An older curve without update columns: (30,080 - 1,000) / 16 = 1,817.5 -> 1,818 vector
+    # steps of 8 critic updates, 14,544, and an actor update every second one, 7,272.
     fake_curve(suite / "qvpo_cpu_eps05", [0, 15040, 30080], [0, 100, 300], cfg)
     (suite / "sac_cpu").mkdir(parents=True)
     np.savez(suite / "sac_cpu" / "curve.npz", env_steps=np.array([15040.0, 30080.0]),
@@ -316,7 +317,7 @@ def test_algos_table_reads_every_algorithm_from_saved_runs(tmp_path):
                                str(costs), "--out", str(tmp_path / "out.json")])
     hopper = result["suite"]["hopper"]
     assert hopper["qvpo"]["final"] == [300.0] and hopper["qvpo"]["mean_over_run"] == [200.0]
-    assert hopper["qvpo"]["sequential_updates"] == 1818 * 8
+    assert hopper["qvpo"]["sequential_updates"] == 1818 * 8 + 1818 * 4
     assert hopper["sac"]["final"] == [50.0, 70.0] and hopper["sac"]["mean_over_run"] == [30.0, 50.0]
     assert hopper["sac"]["sequential_updates"] == 14000
     assert hopper["brax_sac"]["final_mean"] == 60.0
@@ -327,4 +328,4 @@ def test_algos_table_reads_every_algorithm_from_saved_runs(tmp_path):
     assert result["wide"]["hopper"]["td3"]["final"] == [5.0]
     table = algos_table.markdown(result)
     assert "| hopper | 30,000 | 22 | 60 ± 20 (60) | - | 300 (200) | 60 ± 10 (40) | - |" in table
-    assert "| QVPO | 600.0 | 14,544 | 7,080 |" in table and "| QSM | - | - | - |" in table
+    assert "| QVPO | 600.0 | 21,816 | 7,080 |" in table and "| QSM | - | - | - |" in table

@@ -121,9 +121,14 @@ class Checkpointer:
             self.manager.reload()
             return self.manager.latest_step()
 
-    def restore(self, template: Any, chunks: int | None = None) -> Any:
+    def restore(self, template: Any, chunks: int | None = None,
+                optional: tuple[str, ...] = ()) -> Any:
         """The checkpoint (newest by default) as ``template``'s tree, each leaf placed with the
-        template leaf's sharding. ``ValueError`` naming the first leaf that does not fit."""
+        template leaf's sharding. ``ValueError`` naming the first leaf that does not fit.
+
+        ``optional``: leaf-name prefixes (``"agent/hparams/"``) whose leaves may be missing from
+        the checkpoint (the template's value stands) or only in it (read and dropped): what the
+        caller replaces after restoring anyway, such as hyper-parameters a newer config added."""
         ocp = _ocp()
         chunks = self.latest_chunks() if chunks is None else chunks
         if chunks is None:
@@ -133,8 +138,11 @@ class Checkpointer:
         wanted = _stored(template)
         where = f"{self.directory / str(chunks)} does not match this run's state"
         for name in sorted(set(stored) ^ set(wanted)):
+            if name.startswith(optional):
+                continue
             side = "only in the checkpoint" if name in stored else "missing from the checkpoint"
             raise ValueError(f"{where} (different env or config): {name} is {side}")
+        wanted = {k: x for k, x in wanted.items() if k in stored}
         for name, leaf in wanted.items():
             meta = stored[name]
             if tuple(meta.shape) != tuple(leaf.shape) or np.dtype(meta.dtype) != leaf.dtype:
@@ -143,6 +151,10 @@ class Checkpointer:
                                  f"{list(leaf.shape)} here")
         abstract = {k: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
                     for k, x in wanted.items()}
+        # Orbax restores whole trees only: a leaf this state no longer has is read, then dropped.
+        dropped = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract.update({k: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=dropped)
+                         for k, m in stored.items() if k not in wanted})
         with _quiet_absl():
             restored = named_leaves(self.manager.restore(
                 chunks, args=ocp.args.StandardRestore(_nested(abstract))))

@@ -85,9 +85,10 @@ def train(config: QVPOConfig, env_name: str, seed: int = 0, out_dir: str | Path 
     try:
         if resume and checkpoints is not None and checkpoints.latest_chunks() is not None:
             # Hyper-parameters come from the config, which resume checked against the run's
-            # (an extension changes total_steps, and keeps the entropy horizon explicitly).
+            # (an extension changes total_steps, and keeps the entropy horizon explicitly); so a
+            # checkpoint written before a hyper-parameter was added still resumes.
             hparams = state.agent.hparams
-            state = checkpoints.restore(state)
+            state = checkpoints.restore(state, optional=("agent/hparams/",))
             state = state.replace(agent=state.agent.replace(hparams=hparams))
             rows = rundir.load_curve(out / rundir.CURVE_FILE)
             done_chunks = first(state.chunks)

@@ -180,6 +180,28 @@ def test_resume_with_a_different_env_is_refused(tmp_path, capsys):
     assert "does not match this run's state" in capsys.readouterr().err
 
 
+def test_a_checkpoint_without_a_newer_hyper_parameter_still_restores(tmp_path):
+    import jax.numpy as jnp
+    saved = {"agent": {"hparams": {"tau": jnp.float32(0.02), "gone": jnp.float32(7.0)},
+                       "w": jnp.arange(3.0)}, "chunks": jnp.int32(4)}
+    ckpt = checkpoint_module.Checkpointer(tmp_path)
+    ckpt.save(saved, 4)
+    ckpt.wait()
+    template = {"agent": {"hparams": {"tau": jnp.float32(0.0), "new": jnp.float32(0.5)},
+                          "w": jnp.zeros(3)}, "chunks": jnp.int32(0)}
+    with pytest.raises(ValueError, match="agent/hparams/gone is only in the checkpoint"):
+        ckpt.restore(template)
+    got = ckpt.restore(template, optional=("agent/hparams/",))
+    np.testing.assert_array_equal(got["agent"]["w"], [0.0, 1.0, 2.0])
+    assert int(got["chunks"]) == 4 and float(got["agent"]["hparams"]["tau"]) == np.float32(0.02)
+    assert float(got["agent"]["hparams"]["new"]) == 0.5  # the template's: not in the checkpoint
+    assert set(got["agent"]["hparams"]) == {"tau", "new"}
+    template["w_extra"] = jnp.zeros(2)  # anything else missing is still refused
+    with pytest.raises(ValueError, match="w_extra is missing from the checkpoint"):
+        ckpt.restore(template, optional=("agent/hparams/",))
+    ckpt.close()
+
+
 def test_ctrl_c_stops_at_the_chunk_end_and_twice_aborts_but_never_mid_save():
     import os
     def ctrl_c():

@@ -143,17 +143,20 @@ def study_config(name: str, N: int, seeds: int, budget: int, overrides: dict):
     """The config of regime ``name`` at N envs (None where it does not apply): the ``cpu``
     preset's networks and rates, the regime's changes, ``overrides`` on top."""
     from qvpo_mjx.config import QVPOConfig
-    from qvpo_mjx.presets import PRESETS, for_algo
+    from qvpo_mjx.presets import PRESETS, for_algo, settle_bonus
     base = dict(PRESETS["cpu"]["config"])
     changes = regime(name, N, base)
     if changes is None:
         return None
     start = max(base["start_steps"], changes["batch_size"], N)  # a full first batch
-    # Another algorithm keeps its own chain and actor delay (as --algo does), then the flags.
+    # Another algorithm keeps its own chain and actor delay (as --algo does), then the flags;
+    # the preset's novelty bonus follows as the preset's own runs have it.
     values = for_algo({**base, **changes}, overrides.get("algo", "qvpo"))
-    return QVPOConfig(**{**values, "total_steps": budget, "eval_interval": max(budget // 10, N),
-                         "start_steps": start, "num_seeds": seeds, "num_devices": 1,
-                         "replay_size": max(budget, N), **overrides})
+    values = {**values, "total_steps": budget, "eval_interval": max(budget // 10, N),
+              "start_steps": start, "num_seeds": seeds, "num_devices": 1,
+              "replay_size": max(budget, N), **overrides}
+    return QVPOConfig(**settle_bonus(values, overrides,
+                                     over_run=PRESETS["cpu"].get("novelty_over_run", False)))
 
 
 def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,

@@ -106,7 +106,9 @@ def resolve_resume(args: argparse.Namespace, out: Path):
     larger ``--total-steps`` extends the run. The entropy weight's decay horizon then stays
     where the run began (``entropy_decay_steps`` is set to the old total), so the extension
     continues the schedule the run was trained under instead of raising the weight again;
-    ``--entropy-decay-steps`` given with the extension sets another horizon."""
+    ``--entropy-decay-steps`` given with the extension sets another horizon. The novelty
+    bonus's fall (``novelty_decay_steps``, which the cpu and gpu presets set to the run's first
+    total) stays where it was too: the extension runs without the bonus."""
     saved = rundir.read_meta(out)
     config = QVPOConfig.from_dict(saved["config"])
     given = config_flags(args)

@@ -24,6 +24,9 @@ Q_TRANSFORMS = ("qadv", "qcut", "qrelu", "qexpn")
 BEHAVIOR_NOISES = ("white", "ar1", "pink")  # qvpo_mjx/behavior_noise.py
 ALGOS = ("qvpo", "sac", "td3", "qsm", "dacer", "dipo")  # qvpo_mjx/algorithms/
 DACER_COMPONENTS = 3  # the Gaussian mixture of DACER's entropy estimate (its code's)
+# QVPO's own options (its sampler, selection and critic target) and their values off: another
+# algo must have them off, and a preset's values give way to them for another algo.
+QVPO_OPTIONS = {"behavior_noise": "white", "behavior_optimism": 0.0, "novelty_weight": 0.0}
 
 
 def _field(default: Any, doc: str, *, traced: bool = False) -> Any:
@@ -153,7 +156,9 @@ class QVPOConfig:
         "qvpo_mjx/agent/novelty.py): weight x novelty(s') / the running mean of the batches' "
         "novelty, so it averages about this much per step and favours states not yet learnt. "
         "For sparse rewards, where the critic is otherwise flat until the first reward. "
-        "0 (the reference) turns it off.", traced=True)
+        "0 (the reference) turns it off; the cpu and gpu presets set 0.5, gated "
+        "(novelty_reward_gate) and falling to 0 over the run (novelty_decay_steps = "
+        "total_steps).", traced=True)
     novelty_decay_steps: float = _field(
         0.0, "With novelty_weight: the bonus's weight falls linearly from novelty_weight to 0 "
         "over this many env steps, so a run that has found its reward stops being pulled away "
@@ -273,8 +278,7 @@ class QVPOConfig:
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}")
         if self.algo != "qvpo":
-            for name, ref in (("behavior_noise", "white"), ("behavior_optimism", 0.0),
-                              ("novelty_weight", 0.0)):
+            for name, ref in QVPO_OPTIONS.items():
                 if getattr(self, name) != ref:
                     raise ValueError(f"{name} ({getattr(self, name)!r}) is an option of qvpo "
                                      f"(its sampler, selection or critic); algo {self.algo} "

@@ -164,11 +164,11 @@ def test_suite_reuses_a_qvpo_run_only_of_the_same_config(tmp_path):
     assert not suite.qvpo_done(tmp_path / "missing", cfg)
     # A run saved before a field existed ran at that field's default: still the same config,
     # but not for a variant that sets the new field.
-    older = {k: v for k, v in cfg.to_dict().items() if k != "novelty_decay_steps"}
+    older = {k: v for k, v in cfg.to_dict().items() if k != "behavior_optimism"}
     fake_curve(tmp_path / "older", [1008, 2000], [1, 2], older)
     assert suite.qvpo_done(tmp_path / "older", cfg)
-    bonus = suite.qvpo_config("cpu", 2_000, 3, {"novelty_weight": 0.5}, 10, 1000)
-    assert not suite.qvpo_done(tmp_path / "older", bonus)
+    optimism = suite.qvpo_config("cpu", 2_000, 3, {"behavior_optimism": 1.0}, 10, 1000)
+    assert not suite.qvpo_done(tmp_path / "older", optimism)
 
 
 def _fake_run(root, name, env_steps, critic_updates, returns, per_actor=2):

@@ -54,14 +54,16 @@ def curve_and_checkpoint(out):
 
 def test_resume_with_a_larger_total_extends_the_run(tmp_path):
     # Extending a finished 48-step run to 80 steps must give exactly the run that was asked for
-    # 80 steps from the start with the entropy horizon of the first (48): the extension keeps it.
+    # 80 steps from the start with the entropy horizon of the first (48): the extension keeps it,
+    # and the preset's novelty bonus keeps the fall it was given (over the first 48).
     short, straight = tmp_path / "short", tmp_path / "straight"
     assert cli.main(TINY_FLAGS + ["--out", str(short)]) == 0
     assert cli.main(["--resume", str(short), "--total-steps", "80", "--no-progress"]) == 0
     assert cli.main(TINY_FLAGS + ["--total-steps", "80", "--entropy-decay-steps", "48",
-                                  "--out", str(straight)]) == 0
+                                  "--novelty-decay-steps", "48", "--out", str(straight)]) == 0
     meta = json.loads((short / "config.json").read_text())
     assert meta["config"]["total_steps"] == 80 and meta["config"]["entropy_decay_steps"] == 48
+    assert meta["config"]["novelty_decay_steps"] == 48
     assert meta["extended"] == [{"total_steps": [48, 80]}]
     (ca, ka), (cb, kb) = curve_and_checkpoint(short), curve_and_checkpoint(straight)
     np.testing.assert_array_equal(ca["env_steps"], [16, 32, 48, 64, 80])
@@ -201,6 +203,25 @@ def test_num_envs_implies_the_rule_for_the_cpu_and_gpu_presets(preset):
     assert presets.implied("cpu", 16) == ({}, "")
     assert presets.preset_config(preset) == presets.preset_config(
         preset, {"num_envs": presets.PRESETS[preset]["config"]["num_envs"]})
+
+
+@pytest.mark.parametrize("preset", ["cpu", "gpu"])
+def test_the_presets_novelty_bonus_is_gated_falls_over_the_run_and_goes_with_its_weight(preset):
+    for n in (16, 1024, 4096):  # over total_steps, whatever N implies it to be
+        cfg = presets.preset_config(preset, {"num_envs": n})
+        assert (cfg.novelty_weight, cfg.novelty_reward_gate) == (0.5, True)
+        assert cfg.novelty_decay_steps == cfg.total_steps > 0, n
+    assert presets.preset_config(preset, {"total_steps": 50_000}).novelty_decay_steps == 50_000
+    # A flag wins, and the bonus's settings go with its weight or with another algorithm.
+    assert presets.preset_config(preset, {"novelty_decay_steps": 7.0}).novelty_decay_steps == 7
+    for flags in ({"novelty_weight": 0.0}, {"algo": "sac"}, {"algo": "dipo"}):
+        cfg = presets.preset_config(preset, flags)
+        assert (cfg.novelty_weight, cfg.novelty_reward_gate, cfg.novelty_decay_steps) == (
+            0.0, False, 0.0), flags
+    with pytest.raises(ValueError, match="novelty_reward_gate gates the novelty bonus"):
+        presets.preset_config(preset, {"novelty_weight": 0.0, "novelty_reward_gate": True})
+    # The paper preset is the reference's: no bonus.
+    assert presets.preset_config("paper").novelty_weight == 0.0
 
 
 def test_flags_win_over_what_num_envs_implies():

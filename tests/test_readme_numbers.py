@@ -202,6 +202,33 @@ def test_sparse_tasks_at_100k_rows_are_the_sparse_json():
         assert row in BENCH_README, row
 
 
+def suite_default_rows() -> list[str]:
+    """benchmarks/README's rows of the suite under today's preset (the gated, falling novelty
+    bonus) against the preset before it, from results/suite_nov05gd.json, suite_eps05.json and
+    their comparison."""
+    today = json.loads((RESULTS / "suite_nov05gd.json").read_text())["tasks"]
+    before = json.loads((RESULTS / "suite_eps05.json").read_text())["tasks"]
+    compare = json.loads((RESULTS / "suite_nov05gd_compare.json").read_text())
+    rows = []
+    for task in ("PendulumSwingup", "BallInCup", "FingerSpin", "CartpoleSwingup"):
+        b, t, c = before[task], today[task], compare[task]
+        assert t["qvpo"]["final"] == c["nov05gd"]["final"]  # the same runs
+        t_text = f"{c['welch_t_final']:+.1f} / {c['welch_t_mean_over_run']:+.1f}"
+        rows.append(
+            f"| {task} | {t['budget']:,} | "
+            + ", ".join(f"{v:.0f}" for v in b["qvpo"]["final"]) + " → "
+            + ", ".join(f"{v:.0f}" for v in t["qvpo"]["final"])
+            + f" | {b['fraction_final']:.2f} → {t['fraction_final']:.2f} | "
+            f"{b['fraction_mean_over_run']:.2f} → {t['fraction_mean_over_run']:.2f} | "
+            + t_text.replace("-", "−") + " |")
+    return rows
+
+
+def test_the_suite_under_todays_preset_is_its_json():
+    for row in suite_default_rows():
+        assert row in BENCH_README, row
+
+
 def test_the_falling_bonus_on_dense_tasks_is_its_compare_json():
     """benchmarks/README's table of the bonus falling over the run on three dense tasks."""
     compare = json.loads((RESULTS / "suite_nov05drun_compare.json").read_text())

@@ -266,3 +266,9 @@ def test_the_fairness_checks_are_their_files():
             v = row[name]["final"]
             assert (f"{v[0]:,.0f}, {v[1]:,.0f} and {v[2]:,.0f} ({row[name]['final_mean']:,.0f})"
                     in text), (task, name)
+    det = json.loads((RESULTS / "suite" / "halfcheetah" / "brax_sac_det" / "peers_summary.json"
+                      ).read_text())
+    finals = [r["final_return"] for r in det["runs"]]
+    assert all(r["config"]["deterministic_eval"] for r in det["runs"])
+    assert "ends at " + ", ".join(f"{v:.0f}" for v in finals[:2]) + f" and {finals[2]:.0f}" \
+        in text

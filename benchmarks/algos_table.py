@@ -14,9 +14,9 @@ Per task of the suite (its budget, N = 16, the ``cpu`` preset; ``results/suite/T
 ``qvpo_cpu_VARIANT``, another algorithm's ``ALGO_cpu``, Brax's ``sac_sN`` and ``ppo_sN``) and
 per algorithm: the final return and the mean return over the run (mean over seeds, evaluations
 within the budget as ``suite.summarise`` counts them) and the sequential updates (critic plus
-actor) the run took. Per environment of the wide regime at N = 1,024 (``results/wide.json``'s rows of that
-regime, N and budget; an algorithm's row is the one whose overrides are the QVPO row's plus its
-``algo``): the same three. Per algorithm, the milliseconds of one update at the paper's sizes
+actor) the run took. Per environment of the wide regime at N = 1,024 (``results/wide.json``'s
+rows of that regime, N and budget; an algorithm's row is the one whose overrides are the QVPO
+row's plus its ``algo``): the same three. Per algorithm, the milliseconds of one update at the paper's sizes
 (``results/algo_cost.json``): what a user pays per sequential update. A run not made yet is a
 "-" in the tables and absent from the JSON.
 """

@@ -155,8 +155,7 @@ def study_config(name: str, N: int, seeds: int, budget: int, overrides: dict):
     values = {**values, "total_steps": budget, "eval_interval": max(budget // 10, N),
               "start_steps": start, "num_seeds": seeds, "num_devices": 1,
               "replay_size": max(budget, N), **overrides}
-    return QVPOConfig(**settle_bonus(values, overrides,
-                                     over_run=PRESETS["cpu"].get("novelty_over_run", False)))
+    return QVPOConfig(**settle_bonus(values, overrides, "cpu"))
 
 
 def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,

@@ -56,8 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpu": {"env": "halfcheetah", "checkpoint_minutes": 5.0,
             "config": dict(num_envs=4096, critic_updates_per_actor=2, eval_interval=81_920,
                            total_steps=1_000_000, replay_size=1_000_000,
-                           behavior_epsilon=BEHAVIOR_EPSILON, **NOVELTY),
-            "novelty_over_run": True},
+                           behavior_epsilon=BEHAVIOR_EPSILON, **NOVELTY)},
     # The wide regime with the data per update held instead of the updates per vector step
     # (issue 13; benchmarks/README.md, "The wide regime"), opt-in: 4 critic updates of batch
     # 1,024 per 256 env steps (--num-envs 4096 gives 64 per vector step), the actor every
@@ -78,8 +77,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_envs=16, batch_size=128, updates_per_step=8, start_steps=1_000,
         eval_interval=2_000, num_eval_envs=4, total_steps=20_000, replay_size=100_000,
         hidden_size=64, diffusion_steps=5, train_samples=16, eval_samples=8,
-        actor_lr=3e-4, critic_lr=1e-3, tau=0.02, behavior_epsilon=BEHAVIOR_EPSILON, **NOVELTY),
-        "novelty_over_run": True},
+        actor_lr=3e-4, critic_lr=1e-3, tau=0.02, behavior_epsilon=BEHAVIOR_EPSILON, **NOVELTY)},
 }
 
 
@@ -145,16 +143,17 @@ def for_algo(values: dict[str, Any], algo: str) -> dict[str, Any]:
     return values
 
 
-def settle_bonus(values: dict[str, Any], overrides: dict[str, Any], over_run: bool
+def settle_bonus(values: dict[str, Any], overrides: dict[str, Any], preset: str
                  ) -> dict[str, Any]:
     """``values`` (flags, ``overrides``, already in) with the novelty bonus's settings made
     whole: with the bonus off (a flag, or another ``algo``) its :data:`NOVELTY_FIELDS` go back
-    to their defaults unless a flag sets them; with it on and ``over_run``, it falls to 0 over
-    the run's ``total_steps`` unless a flag sets ``novelty_decay_steps``."""
+    to their defaults unless a flag sets them; with it on and ``preset`` one that sets it
+    (:data:`NOVELTY`), it falls to 0 over the run's ``total_steps`` unless a flag sets
+    ``novelty_decay_steps``."""
     values = dict(values)
     if not values.get("novelty_weight"):
         values.update({f: getattr(QVPOConfig, f) for f in NOVELTY_FIELDS if f not in overrides})
-    elif over_run and "novelty_decay_steps" not in overrides:
+    elif PRESETS[preset]["config"].get("novelty_weight") and "novelty_decay_steps" not in overrides:
         values["novelty_decay_steps"] = float(values.get("total_steps", QVPOConfig.total_steps))
     return values
 
@@ -267,7 +266,7 @@ def preset_values(name: str, overrides: dict[str, Any] | None = None
         why += f" ({', '.join(sorted(set(derived) - set(kept)))} from the flags)"
     values = {**base, **kept}
     values = {**for_algo(values, overrides.get("algo", values.get("algo", "qvpo"))), **overrides}
-    values = settle_bonus(values, overrides, over_run=PRESETS[name].get("novelty_over_run", False))
+    values = settle_bonus(values, overrides, name)
     # A reward scale that a flag or the algorithm sets is kept: the wide regime's auto scale
     # (which would overwrite it at the first update) gives way, unless a flag asks for both.
     if (values.get("reward_scale", 1.0) != 1.0 and values.get("reward_scale_auto")

@@ -5,6 +5,8 @@
         inverted_double_pendulum hopper --out /tmp/compare.json
     python benchmarks/suite_compare.py --runs-dir benchmarks/results/sparse --budget 100000 \\
         --a nov05 --b nov05d100k --tasks PendulumSwingup BallInCup --out /tmp/sparse.json
+    python benchmarks/suite_compare.py --a nov05gd eps05 --b gd_eps0 eps0 --tasks ...
+        # one setting per side whose runs are named per task: the first name with runs counts
 
 Reads the generality suite's run directories (``results/suite/TASK/qvpo_cpu_VARIANT``, and
 ``results/suite/TASK/more_seeds/qvpo_cpu_VARIANT`` where a task got more seeds: on
@@ -65,11 +67,22 @@ def variant(runs: Path, task: str, name: str, budget: int) -> dict:
     return {**out, f"reached_{int(THRESHOLDS[task])}": reached}
 
 
+def first_variant(runs: Path, task: str, names: list[str], budget: int) -> tuple[str, dict]:
+    """The first of ``names`` with saved runs on ``task``, and its summary: one setting whose run
+    is named differently per task (today's preset is ``nov05gd`` where the bonus changes the run
+    and ``eps05`` where it cannot)."""
+    for name in names:
+        if (runs / task / f"qvpo_cpu_{name}" / "curve.npz").exists():
+            return name, variant(runs, task, name, budget)
+    raise SystemExit(f"{task}: no saved runs of any of {names} under {runs / task}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", default=str(HERE / "results" / "suite"))
-    parser.add_argument("--a", default="eps0", help="variant A (the baseline)")
-    parser.add_argument("--b", default="eps05", help="variant B")
+    parser.add_argument("--a", nargs="+", default=["eps0"],
+                        help="variant A (the baseline); several: per task the first with runs")
+    parser.add_argument("--b", nargs="+", default=["eps05"], help="variant B (as --a)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--budget", type=int, default=0,
                         help="env steps for every task (default: the suite's budget per task)")
@@ -80,13 +93,13 @@ def main() -> None:
                       "versions are in their config.json"}
     for task in args.tasks:
         budget = args.budget or BUDGETS[task]
-        a = variant(Path(args.runs_dir), task, args.a, budget)
-        b = variant(Path(args.runs_dir), task, args.b, budget)
-        result[task] = {"budget": budget, args.a: a, args.b: b,
+        name_a, a = first_variant(Path(args.runs_dir), task, args.a, budget)
+        name_b, b = first_variant(Path(args.runs_dir), task, args.b, budget)
+        result[task] = {"budget": budget, name_a: a, name_b: b, "a": name_a, "b": name_b,
                         "welch_t_final": welch_t(a["final"], b["final"]),
                         "welch_t_mean_over_run": welch_t(a["mean_over_run"], b["mean_over_run"])}
-        print(f"{task}: {args.a} final {np.round(a['final'])} mean/run "
-              f"{np.mean(a['mean_over_run']):.0f}; {args.b} final {np.round(b['final'])} "
+        print(f"{task}: {name_a} final {np.round(a['final'])} mean/run "
+              f"{np.mean(a['mean_over_run']):.0f}; {name_b} final {np.round(b['final'])} "
               f"mean/run {np.mean(b['mean_over_run']):.0f}; Welch t final "
               f"{result[task]['welch_t_final']:+.2f}, mean over run "
               f"{result[task]['welch_t_mean_over_run']:+.2f}")

@@ -280,6 +280,21 @@ def test_suite_compare_welch_t_against_a_hand_computation():
     assert np.isnan(welch_t([5.0, 5.0], [5.0, 5.0]))  # no spread: no t
 
 
+def test_suite_compare_takes_per_task_the_first_variant_with_runs(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import suite_compare
+    monkeypatch.setattr(suite_compare, "variant", lambda runs, task, name, budget: {"n": name})
+    for task, names in {"A": ["nov05gd", "eps05"], "B": ["eps05"]}.items():
+        for name in names:
+            (tmp_path / task / f"qvpo_cpu_{name}").mkdir(parents=True)
+            (tmp_path / task / f"qvpo_cpu_{name}" / "curve.npz").touch()
+    pick = suite_compare.first_variant
+    assert pick(tmp_path, "A", ["nov05gd", "eps05"], 1) == ("nov05gd", {"n": "nov05gd"})
+    assert pick(tmp_path, "B", ["nov05gd", "eps05"], 1) == ("eps05", {"n": "eps05"})
+    with pytest.raises(SystemExit, match="no saved runs of any of"):
+        pick(tmp_path, "B", ["gd_eps0"], 1)
+
+
 def test_algos_table_reads_every_algorithm_from_saved_runs(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import algos_table
@@ -329,3 +344,21 @@ def test_algos_table_reads_every_algorithm_from_saved_runs(tmp_path):
     table = algos_table.markdown(result)
     assert "| hopper | 30,000 | 22 | 60 ± 20 (60) | - | 300 (200) | 60 ± 10 (40) | - |" in table
     assert "| QVPO | 600.0 | 21,816 | 7,080 |" in table and "| QSM | - | - | - |" in table
+
+
+def test_peers_brax_sac_takes_this_loops_activation_by_name():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import peers
+    from qvpo_mjx.networks import mish
+    hyper = {"hidden_layer_sizes": [8, 8, 8], "activation": "mish", "learning_rate": 1e-3}
+    peers._network_factory("sac", hyper)
+    factory = hyper.pop("network_factory")
+    assert hyper == {"learning_rate": 1e-3}  # the network keys do not reach brax's train()
+    assert factory.keywords == {"hidden_layer_sizes": (8, 8, 8), "activation": mish}
+    nets = factory(observation_size=3, action_size=2)
+    import jax
+    q_params = nets.q_network.init(jax.random.PRNGKey(0))
+    kernels = [k for k in jax.tree_util.tree_leaves(q_params) if k.ndim == 2]
+    assert len(kernels) == 2 * 4  # twin critics, three hidden layers and the output each
+    with pytest.raises(ValueError, match="known are relu, mish, swish, tanh"):
+        peers._network_factory("sac", {"activation": "gelu"})

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +125,6 @@ def test_pendulum_swingup_exploration_rows_are_their_suite_jsons(variant, label)
 
 def test_rule_at_n16_and_halfcheetah_peers_are_their_files():
     """benchmarks/README's "The rule below N = 64" and its halfcheetah peers (issue 24)."""
-    import numpy as np
     report = json.loads((RESULTS / "wide_report.json").read_text())["tasks"]
     text = flat(BENCH_README)
     for task, saved in (("inverted_double_pendulum", 1.7), ("CartpoleSwingup", 2.6),
@@ -266,9 +266,58 @@ def test_the_fairness_checks_are_their_files():
             v = row[name]["final"]
             assert (f"{v[0]:,.0f}, {v[1]:,.0f} and {v[2]:,.0f} ({row[name]['final_mean']:,.0f})"
                     in text), (task, name)
-    det = json.loads((RESULTS / "suite" / "halfcheetah" / "brax_sac_det" / "peers_summary.json"
-                      ).read_text())
-    finals = [r["final_return"] for r in det["runs"]]
-    assert all(r["config"]["deterministic_eval"] for r in det["runs"])
-    assert "ends at " + ", ".join(f"{v:.0f}" for v in finals[:2]) + f" and {finals[2]:.0f}" \
-        in text
+    # Brax SAC evaluating its mean action, and with this loop's network shape
+    for name, check in (("brax_sac_det", lambda c: c["deterministic_eval"]),
+                        ("brax_sac_mish3", lambda c: c["hidden_layer_sizes"] == [256] * 3
+                         and c["activation"] == "mish")):
+        runs = json.loads((RESULTS / "suite" / "halfcheetah" / name / "peers_summary.json"
+                           ).read_text())["runs"]
+        finals = [r["final_return"] for r in runs]
+        assert len(runs) == 3 and all(check(r["config"]) for r in runs), name
+        assert "ends at " + ", ".join(f"{v:.0f}" for v in finals[:2]) + f" and {finals[2]:.0f}" \
+            in text, name
+
+
+SUITE_TASKS = ("pendulum_swingup", "inverted_double_pendulum", "reacher", "hopper", "halfcheetah",
+               "CartpoleSwingup", "AcrobotSwingup", "PendulumSwingup", "BallInCup", "FingerSpin")
+
+
+def epsilon_rows() -> list[str]:
+    """benchmarks/README's table of behavior_epsilon 0.5 against 0 under today's preset on all
+    ten suite tasks (issue 25), from results/suite_epsilon_today.json; fractions against the
+    suite's reference and random return (results/suite_eps05.json, the same peers' runs)."""
+    compare = json.loads((RESULTS / "suite_epsilon_today.json").read_text())
+    suite = json.loads((RESULTS / "suite_eps05.json").read_text())["tasks"]
+    rows = []
+    for task in SUITE_TASKS:
+        c, s = compare[task], suite[task]
+        a, b = c[c["a"]], c[c["b"]]
+        assert c["a"] in ("nov05gd", "eps05") and c["b"] in ("gd_eps0", "eps0")
+
+        def fraction(values, ref):
+            return (float(np.mean(values)) - s["random"]) / (ref - s["random"])
+
+        cells = [", ".join(f"{v:.0f}" for v in a["final"]),
+                 ", ".join(f"{v:.0f}" for v in b["final"]),
+                 f"{fraction(a['final'], s['reference_final']):.2f} / "
+                 f"{fraction(b['final'], s['reference_final']):.2f}",
+                 f"{fraction(a['mean_over_run'], s['reference_mean_over_run']):.2f} / "
+                 f"{fraction(b['mean_over_run'], s['reference_mean_over_run']):.2f}",
+                 f"{c['welch_t_final']:+.1f} / {c['welch_t_mean_over_run']:+.1f}"]
+        rows.append(f"| {task} | {c['budget']:,} | " + " | ".join(cells).replace("-", "−")
+                    + " |")
+    return rows
+
+
+def test_behavior_epsilon_on_all_ten_tasks_is_its_compare_json():
+    compare = json.loads((RESULTS / "suite_epsilon_today.json").read_text())
+    assert set(SUITE_TASKS) <= set(compare)
+    assert len(compare["inverted_double_pendulum"]["eps05"]["final"]) == 6
+    for row in epsilon_rows():
+        assert row in BENCH_README, row
+    # the decision's reading: 0.5 ahead beyond noise on three tasks, 0 nowhere beyond t 1.3
+    t = {task: (compare[task]["welch_t_final"], compare[task]["welch_t_mean_over_run"])
+         for task in SUITE_TASKS}
+    assert {k for k, v in t.items() if max(v) < -2} == {
+        "pendulum_swingup", "CartpoleSwingup", "PendulumSwingup"}
+    assert max(max(v) for v in t.values()) < 1.35

@@ -219,16 +219,31 @@ def _num_evals(algo: str, hyper: dict, num_envs: int, num_timesteps: int,
 
 # make_sac_networks options that travel as plain JSON-friendly keys (Playground's SAC settings).
 SAC_NETWORK_OPTIONS = ("policy_network_layer_norm", "q_network_layer_norm")
+# ``activation`` travels by name, so config.json stays JSON; "mish" is this project's Mish, for
+# running Brax SAC with this loop's network shape (the halfcheetah fairness check).
+ACTIVATIONS = ("relu", "mish", "swish", "tanh")
+
+
+def _activation(name: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation {name!r}: known are {', '.join(ACTIVATIONS)}")
+    if name == "mish":
+        from qvpo_mjx.networks import mish
+        return mish
+    import flax.linen as linen
+    return getattr(linen, name)
 
 
 def _network_factory(algo: str, hyper: dict) -> None:
-    """Turns the JSON-friendly network keys (sizes; for SAC also ``SAC_NETWORK_OPTIONS``) into
-    brax's ``network_factory``."""
+    """Turns the JSON-friendly network keys (sizes; for SAC also ``SAC_NETWORK_OPTIONS`` and
+    ``activation``, a name in ``ACTIVATIONS``) into brax's ``network_factory``."""
     if algo == "sac":
         kw = {k: hyper.pop(k) for k in SAC_NETWORK_OPTIONS if k in hyper}
         sizes = hyper.pop("hidden_layer_sizes", None)
         if sizes is not None:
             kw["hidden_layer_sizes"] = tuple(sizes)
+        if "activation" in hyper:
+            kw["activation"] = _activation(hyper.pop("activation"))
         if kw:
             from brax.training.agents.sac import networks as sac_networks
             hyper["network_factory"] = functools.partial(sac_networks.make_sac_networks, **kw)

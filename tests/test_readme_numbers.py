@@ -266,6 +266,11 @@ def test_the_fairness_checks_are_their_files():
             v = row[name]["final"]
             assert (f"{v[0]:,.0f}, {v[1]:,.0f} and {v[2]:,.0f} ({row[name]['final_mean']:,.0f})"
                     in text), (task, name)
+    ent = json.loads((RESULTS / "suite_fairness_halfcheetah_ent.json").read_text())
+    assert ent["overrides"]["sac_target_entropy"] == -0.5
+    v = ent["tasks"]["halfcheetah"]["ours_sac"]
+    assert (f"{v['final'][0]:,.0f}, {v['final'][1]:,.0f} and {v['final'][2]:,.0f} "
+            f"({v['final_mean']:,.0f})") in text
     # Brax SAC evaluating its mean action, and with this loop's network shape
     for name, check in (("brax_sac_det", lambda c: c["deterministic_eval"]),
                         ("brax_sac_mish3", lambda c: c["hidden_layer_sizes"] == [256] * 3

@@ -68,7 +68,10 @@ def suite_cell(run_dirs: list[Path], budget: int, ours: bool) -> dict | None:
     return cell
 
 
-def suite_rows(runs: Path, tasks: list[str], variant: str, seeds: int) -> dict:
+def suite_rows(runs: Path, tasks: list[str], variants: list[str], seeds: int) -> dict:
+    """Per task, QVPO's run is the first of ``variants`` saved there (``qvpo_variant`` in the
+    row): one preset's runs are named per task (today's, ``nov05gd`` where its novelty bonus
+    changes the run and ``eps05`` where it cannot)."""
     rows = {}
     for task in tasks:
         budget, here = BUDGETS[task], runs / task
@@ -76,6 +79,8 @@ def suite_rows(runs: Path, tasks: list[str], variant: str, seeds: int) -> dict:
         random_file = here / "random_return.json"
         if random_file.exists():
             row["random"] = json.loads(random_file.read_text())["return"]
+        variant = next((v for v in variants if (here / f"qvpo_cpu_{v}").exists()), variants[-1])
+        row["qvpo_variant"] = variant
         for algo in ALGOS:
             name = f"qvpo_cpu_{variant}" if algo == "qvpo" else f"{algo}_cpu"
             cell = suite_cell([here / name], budget, ours=True)
@@ -158,7 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", default=str(HERE / "results" / "suite"))
     parser.add_argument("--tasks", nargs="+", default=list(BUDGETS))
-    parser.add_argument("--variant", default="eps05", help="QVPO's suite variant")
+    parser.add_argument("--variant", nargs="+", default=["nov05gd", "eps05"],
+                        help="QVPO's suite variant; several: per task the first with runs")
     parser.add_argument("--seeds", type=int, default=3, help="Brax peers' seeds")
     parser.add_argument("--wide-summary", default=str(HERE / "results" / "wide.json"))
     parser.add_argument("--costs", default=str(HERE / "results" / "algo_cost.json"))

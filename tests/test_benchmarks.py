@@ -332,6 +332,7 @@ def test_algos_table_reads_every_algorithm_from_saved_runs(tmp_path):
                                str(costs), "--out", str(tmp_path / "out.json")])
     hopper = result["suite"]["hopper"]
     assert hopper["qvpo"]["final"] == [300.0] and hopper["qvpo"]["mean_over_run"] == [200.0]
+    assert hopper["qvpo_variant"] == "eps05"  # the first of nov05gd, eps05 with runs
     assert hopper["qvpo"]["sequential_updates"] == 1818 * 8 + 1818 * 4
     assert hopper["sac"]["final"] == [50.0, 70.0] and hopper["sac"]["mean_over_run"] == [30.0, 50.0]
     assert hopper["sac"]["sequential_updates"] == 14000

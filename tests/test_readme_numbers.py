@@ -326,3 +326,12 @@ def test_behavior_epsilon_on_all_ten_tasks_is_its_compare_json():
     assert {k for k, v in t.items() if max(v) < -2} == {
         "pendulum_swingup", "CartpoleSwingup", "PendulumSwingup"}
     assert max(max(v) for v in t.values()) < 1.35
+
+
+def test_the_six_algorithm_table_is_its_json():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import algos_table
+    result = json.loads((RESULTS / "algos_table.json").read_text())
+    for line in algos_table.markdown(result).splitlines():
+        if line.startswith("| "):
+            assert line in BENCH_README, line

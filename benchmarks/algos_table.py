@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from common import machine_info, write_result  # noqa: E402
 from qvpo_mjx import plot  # noqa: E402
-from suite import BUDGETS, mean_se, summarise  # noqa: E402
+from suite import BUDGETS, first_saved, mean_se, summarise  # noqa: E402
 
 ALGOS = ("qvpo", "sac", "td3", "qsm", "dacer", "dipo")  # the table's order: QVPO, then the paper's
 PEERS = ("sac", "ppo")  # Brax's, the outside reference
@@ -79,7 +79,7 @@ def suite_rows(runs: Path, tasks: list[str], variants: list[str], seeds: int) ->
         random_file = here / "random_return.json"
         if random_file.exists():
             row["random"] = json.loads(random_file.read_text())["return"]
-        variant = next((v for v in variants if (here / f"qvpo_cpu_{v}").exists()), variants[-1])
+        variant = first_saved(here, variants) or variants[-1]
         row["qvpo_variant"] = variant
         for algo in ALGOS:
             name = f"qvpo_cpu_{variant}" if algo == "qvpo" else f"{algo}_cpu"

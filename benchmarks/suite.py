@@ -130,6 +130,14 @@ def peer_run(algo: str, task: str, budget: int, seed: int, run_dir: Path, evalua
                  episode_length=episode_length, **hyper)
 
 
+def first_saved(task_dir: Path, variants: list[str], preset: str = "cpu") -> str | None:
+    """The first of ``variants`` whose QVPO run (``qvpo_PRESET_VARIANT/curve.npz``) is saved in
+    ``task_dir``: one setting whose runs are named per task (today's ``cpu`` preset is
+    ``nov05gd`` where its novelty bonus changes the run and ``eps05`` where it cannot)."""
+    return next((v for v in variants
+                 if (task_dir / f"qvpo_{preset}_{v}" / "curve.npz").exists()), None)
+
+
 def summarise(run_dirs: list[Path], budget: int) -> dict | None:
     """Per-seed final and mean-over-run returns of the runs (a batched run holds several), over
     their evaluations within the budget: Brax PPO rounds its steps up to whole training epochs

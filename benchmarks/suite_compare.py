@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from common import machine_info, write_result  # noqa: E402
-from suite import BUDGETS, summarise  # noqa: E402
+from suite import BUDGETS, first_saved, summarise  # noqa: E402
 
 TASKS = ("pendulum_swingup", "inverted_double_pendulum")
 # A near-maximum return per task: how many seeds reached it is reported beside the means.
@@ -71,10 +71,10 @@ def first_variant(runs: Path, task: str, names: list[str], budget: int) -> tuple
     """The first of ``names`` with saved runs on ``task``, and its summary: one setting whose run
     is named differently per task (today's preset is ``nov05gd`` where the bonus changes the run
     and ``eps05`` where it cannot)."""
-    for name in names:
-        if (runs / task / f"qvpo_cpu_{name}" / "curve.npz").exists():
-            return name, variant(runs, task, name, budget)
-    raise SystemExit(f"{task}: no saved runs of any of {names} under {runs / task}")
+    name = first_saved(runs / task, names)
+    if name is None:
+        raise SystemExit(f"{task}: no saved runs of any of {names} under {runs / task}")
+    return name, variant(runs, task, name, budget)
 
 
 def main() -> None:

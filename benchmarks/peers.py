@@ -234,9 +234,28 @@ def _activation(name: str):
     return getattr(linen, name)
 
 
+# ``kernel_init`` travels by name too: Brax's own (LeCun uniform, variance 1 / fan_in) or this
+# loop's ("qvpo": the reference's normal(0, 1 / (2 sqrt(fan_in))), a quarter of that variance,
+# biases 0 in both), for the halfcheetah fairness check's initialisation suspect.
+KERNEL_INITS = ("lecun_uniform", "qvpo")
+
+
+def _kernel_init_fn(name: str):
+    """A ``make_sac_networks`` ``*_kernel_init_fn``: Brax calls the policy's with its kwargs
+    dict as one positional argument and the critic's with them unpacked, so take either."""
+    if name not in KERNEL_INITS:
+        raise ValueError(f"kernel_init {name!r}: known are {', '.join(KERNEL_INITS)}")
+    if name == "qvpo":
+        from qvpo_mjx.networks import linear_init
+        return lambda *args, **kwargs: linear_init
+    import jax
+    return lambda *args, **kwargs: jax.nn.initializers.lecun_uniform()
+
+
 def _network_factory(algo: str, hyper: dict) -> None:
-    """Turns the JSON-friendly network keys (sizes; for SAC also ``SAC_NETWORK_OPTIONS`` and
-    ``activation``, a name in ``ACTIVATIONS``) into brax's ``network_factory``."""
+    """Turns the JSON-friendly network keys (sizes; for SAC also ``SAC_NETWORK_OPTIONS``,
+    ``activation``, a name in ``ACTIVATIONS``, and ``kernel_init``, one of ``KERNEL_INITS``) into
+    brax's ``network_factory``."""
     if algo == "sac":
         kw = {k: hyper.pop(k) for k in SAC_NETWORK_OPTIONS if k in hyper}
         sizes = hyper.pop("hidden_layer_sizes", None)
@@ -244,6 +263,9 @@ def _network_factory(algo: str, hyper: dict) -> None:
             kw["hidden_layer_sizes"] = tuple(sizes)
         if "activation" in hyper:
             kw["activation"] = _activation(hyper.pop("activation"))
+        if "kernel_init" in hyper:
+            fn = _kernel_init_fn(hyper.pop("kernel_init"))
+            kw["policy_network_kernel_init_fn"] = kw["q_network_kernel_init_fn"] = fn
         if kw:
             from brax.training.agents.sac import networks as sac_networks
             hyper["network_factory"] = functools.partial(sac_networks.make_sac_networks, **kw)

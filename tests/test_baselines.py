@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from qvpo_mjx import agent, algorithms, cli, rundir
+from qvpo_mjx import checkpoint as checkpoint_module
 from qvpo_mjx.algorithms import baseline, dacer, dipo, qsm, sac, td3
 from qvpo_mjx.config import QVPOConfig
 from qvpo_mjx.loop import Trainer
@@ -187,31 +188,18 @@ def test_td3_keeps_its_policy_delay_under_every_preset_unless_a_flag_sets_it():
 
 
 # --- In the loop --------------------------------------------------------------------------
-@pytest.mark.parametrize("algo", ["sac", "td3", "qsm", "dacer", "dipo"])
-def test_baselines_run_in_the_loop_with_the_options_and_seeds(algo):
-    cfg = TINY.replace(algo=algo, n_step=3, obs_normalization=True, critic_layer_norm=True,
-                       critic_bins=11, critic_v_min=-20.0, critic_v_max=20.0,
-                       critic_updates_per_actor=2, num_seeds=2)
-    tr = Trainer(cfg, TINY_ENV)
-    state = tr.init_seeds([0, 1])
-    run = tr.compile_chunk(state, num_seeds=2)
-    for _ in range(3):
-        state, metrics = run(state)
-    for k in ("critic/loss", "actor/loss", "critic/q_target", "eval_return_mean"):
-        assert np.all(np.isfinite(np.asarray(metrics[k]))), k
-    # 9 vector steps update (warm-up ends in the first chunk's 4th), 2 critic updates each,
-    # the actor every second.
-    np.testing.assert_array_equal(state.agent.critic_updates, [18, 18])
-    np.testing.assert_array_equal(state.agent.actor_updates, [9, 9])
-    assert float(jnp.max(jnp.abs(state.agent.critic_params["params"]["q1"]["Dense_0"]["kernel"][0]
-                                 - state.agent.critic_params["params"]["q1"]["Dense_0"]["kernel"][1]
-                                 ))) > 0  # the seeds differ
-    np.testing.assert_array_equal(state.agent.obs_stats.seen, [[0, 48], [0, 48]])  # all acted on
+# One run per algorithm, through the command line, carries every option the loop gives the
+# baselines (n-step windows, normalised observations, a LayerNorm distributional critic, the
+# actor delay, two seeds) and is cut and resumed: one compile per algorithm checks both.
+OPTIONS = ["--n-step", "3", "--obs-normalization", "--critic-layer-norm", "--critic-bins", "11",
+           "--critic-v-min", "-20", "--critic-v-max", "20", "--critic-updates-per-actor", "2",
+           "--updates-per-step", "2", "--num-seeds", "2"]
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3", "qsm", "dacer", "dipo"])
-def test_baselines_resume_and_extend_to_the_uninterrupted_run(tmp_path, algo):
-    flags = TINY_FLAGS + ["--algo", algo, "--compile-cache", "none"]
+def test_baselines_run_with_the_options_and_seeds_and_resume_to_the_uninterrupted_run(
+        tmp_path, algo):
+    flags = TINY_FLAGS + OPTIONS + ["--algo", algo, "--compile-cache", "none"]
     full, part = tmp_path / "full", tmp_path / "part"
     assert cli.main(flags + ["--out", str(full)]) == 0
     short = [f if f != "48" else "32" for f in flags]  # --total-steps 32: 2 of the 3 chunks
@@ -225,6 +213,17 @@ def test_baselines_resume_and_extend_to_the_uninterrupted_run(tmp_path, algo):
         for k in set(ra) - {"wall_time_s"}:  # two compiles of one program: close, not equal
             np.testing.assert_allclose(ra[k], rb[k], rtol=1e-5, atol=1e-6, err_msg=k)
     assert rundir.read_meta(full)["config"]["algo"] == algo
+    last = a[-1]  # the curve's names: "critic/loss" is saved as critic_loss
+    for k in ("critic_loss", "actor_loss", "critic_q_target", "eval_return_mean"):
+        assert np.all(np.isfinite(np.asarray(last[k]))), k
+    # 9 vector steps update (warm-up ends in the first chunk's 4th), 2 critic updates each,
+    # the actor every second.
+    np.testing.assert_array_equal(last["critic_updates"], [18, 18])
+    np.testing.assert_array_equal(last["actor_updates"], [9, 9])
+    arrays = checkpoint_module.read(full)
+    kernel = arrays["agent/critic_params/params/q1/Dense_0/kernel"]
+    assert np.max(np.abs(kernel[0] - kernel[1])) > 0  # the seeds differ
+    np.testing.assert_array_equal(arrays["agent/obs_stats/seen"], [[0, 48], [0, 48]])  # every observation acted on
 
 
 def test_baseline_actors_update_on_the_critic_batch_they_follow(monkeypatch):
@@ -340,7 +339,7 @@ def test_baselines_on_two_devices_stay_replicated(tmp_path):
     r = run_on_two_devices(tmp_path, "baselines")
     for algo in ("sac", "td3", "qsm", "dacer", "dipo"):
         assert r[algo]["replicas_equal"] and r[algo]["finite"], (algo, r[algo])
-        assert r[algo]["updates"] == [18, 9], algo  # as test_baselines_run_in_the_loop_...
+        assert r[algo]["updates"] == [18, 9], algo  # as test_baselines_run_with_the_options_...
 
 
 # --- DACER ----------------------------------------------------------------------------------

@@ -363,3 +363,27 @@ def test_peers_brax_sac_takes_this_loops_activation_by_name():
     assert len(kernels) == 2 * 4  # twin critics, three hidden layers and the output each
     with pytest.raises(ValueError, match="known are relu, mish, swish, tanh"):
         peers._network_factory("sac", {"activation": "gelu"})
+
+
+def test_peers_brax_sac_takes_this_loops_initialisation_by_name():
+    # kernel_init=qvpo: every kernel of Brax SAC's actor and critics drawn as this loop draws
+    # them, std 1 / (2 sqrt(fan_in)); Brax's own LeCun uniform has std 1 / sqrt(fan_in).
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import jax
+    import peers
+    stds = {}
+    for name in peers.KERNEL_INITS:
+        hyper = {"hidden_layer_sizes": [256, 256], "kernel_init": name}
+        peers._network_factory("sac", hyper)
+        nets = hyper.pop("network_factory")(observation_size=17, action_size=6)
+        assert hyper == {}
+        params = {"policy": nets.policy_network.init(jax.random.PRNGKey(0)),
+                  "q": nets.q_network.init(jax.random.PRNGKey(1))}
+        stds[name] = [(k.shape[0], float(np.std(k))) for k in jax.tree_util.tree_leaves(params)
+                      if k.ndim == 2]
+    for scale, name in ((1.0, "lecun_uniform"), (0.5, "qvpo")):
+        assert len(stds[name]) == 3 + 2 * 3  # the actor, and twin critics, 3 kernels each
+        for fan_in, std in stds[name]:
+            assert std == pytest.approx(scale / np.sqrt(fan_in), rel=0.15), (name, fan_in)
+    with pytest.raises(ValueError, match="known are lecun_uniform, qvpo"):
+        peers._network_factory("sac", {"kernel_init": "orthogonal"})

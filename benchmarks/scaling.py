@@ -143,7 +143,7 @@ def study_config(name: str, N: int, seeds: int, budget: int, overrides: dict):
     """The config of regime ``name`` at N envs (None where it does not apply): the ``cpu``
     preset's networks and rates, the regime's changes, ``overrides`` on top."""
     from qvpo_mjx.config import QVPOConfig
-    from qvpo_mjx.presets import PRESETS, for_algo, settle_bonus
+    from qvpo_mjx.presets import PRESETS, for_algo, settle_bonus, settle_reward_scale
     base = dict(PRESETS["cpu"]["config"])
     changes = regime(name, N, base)
     if changes is None:
@@ -155,7 +155,7 @@ def study_config(name: str, N: int, seeds: int, budget: int, overrides: dict):
     values = {**values, "total_steps": budget, "eval_interval": max(budget // 10, N),
               "start_steps": start, "num_seeds": seeds, "num_devices": 1,
               "replay_size": max(budget, N), **overrides}
-    return QVPOConfig(**settle_bonus(values, overrides, "cpu"))
+    return QVPOConfig(**settle_reward_scale(settle_bonus(values, overrides, "cpu"), overrides))
 
 
 def run_one(env: str, name: str, N: int, seeds: int, budget: int, out: Path,

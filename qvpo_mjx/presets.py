@@ -158,6 +158,22 @@ def settle_bonus(values: dict[str, Any], overrides: dict[str, Any], preset: str
     return values
 
 
+def settle_reward_scale(values: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (flags, ``overrides``, already in) with one reward scale: what a flag sets
+    wins over what a preset or the algorithm (DACER's 0.2) sets. A fixed scale from a flag or
+    the algorithm turns off a preset's auto scale (which would overwrite it at the first
+    update); the auto scale from a flag sets the scale itself, so an algorithm's fixed one goes
+    back to 1. Both from flags are left for validation to refuse."""
+    values = dict(values)
+    fixed = values.get("reward_scale", 1.0) != 1.0
+    if fixed and values.get("reward_scale_auto"):
+        if "reward_scale_auto" not in overrides:
+            values["reward_scale_auto"] = False
+        elif "reward_scale" not in overrides:
+            values["reward_scale"] = 1.0
+    return values
+
+
 @dataclasses.dataclass(frozen=True)
 class Scaling:
     """What ``--num-envs N`` implies for one preset (see the comment above :data:`WIDE_FROM`).
@@ -267,9 +283,4 @@ def preset_values(name: str, overrides: dict[str, Any] | None = None
     values = {**base, **kept}
     values = {**for_algo(values, overrides.get("algo", values.get("algo", "qvpo"))), **overrides}
     values = settle_bonus(values, overrides, name)
-    # A reward scale that a flag or the algorithm sets is kept: the wide regime's auto scale
-    # (which would overwrite it at the first update) gives way, unless a flag asks for both.
-    if (values.get("reward_scale", 1.0) != 1.0 and values.get("reward_scale_auto")
-            and "reward_scale_auto" not in overrides):
-        values["reward_scale_auto"] = False
-    return values, why
+    return settle_reward_scale(values, overrides), why

@@ -220,6 +220,10 @@ def test_an_explicit_reward_scale_wins_over_the_wide_regimes_auto_scale():
     assert (flagged["reward_scale"], flagged["reward_scale_auto"]) == (0.5, False)
     dacer = preset_values("gpu", {"num_envs": 4096, "algo": "dacer"})[0]  # its code's 0.2
     assert (dacer["reward_scale"], dacer["reward_scale_auto"]) == (0.2, False)
+    # The auto scale asked for by a flag wins over the algorithm's fixed one (scaling.py's wide
+    # rows run every algorithm with --set reward_scale_auto=true).
+    dacer = preset_values("cpu", {"num_envs": 16, "algo": "dacer", "reward_scale_auto": True})[0]
+    assert (dacer["reward_scale"], dacer["reward_scale_auto"]) == (1.0, True)
     with pytest.raises(ValueError, match="reward_scale_auto"):
         QVPOConfig.from_dict(preset_values("cpu", {"num_envs": 4096, "reward_scale": 0.5,
                                                    "reward_scale_auto": True})[0])

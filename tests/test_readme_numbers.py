@@ -274,13 +274,26 @@ def test_the_fairness_checks_are_their_files():
     # Brax SAC evaluating its mean action, and with this loop's network shape
     for name, check in (("brax_sac_det", lambda c: c["deterministic_eval"]),
                         ("brax_sac_mish3", lambda c: c["hidden_layer_sizes"] == [256] * 3
-                         and c["activation"] == "mish")):
+                         and c["activation"] == "mish" and "kernel_init" not in c),
+                        ("brax_sac_mish3_qinit", lambda c: c["hidden_layer_sizes"] == [256] * 3
+                         and c["activation"] == "mish" and c["kernel_init"] == "qvpo")):
         runs = json.loads((RESULTS / "suite" / "halfcheetah" / name / "peers_summary.json"
                            ).read_text())["runs"]
         finals = [r["final_return"] for r in runs]
         assert len(runs) == 3 and all(check(r["config"]) for r in runs), name
-        assert "ends at " + ", ".join(f"{v:.0f}" for v in finals[:2]) + f" and {finals[2]:.0f}" \
+        assert "ends at " + ", ".join(f"{v:,.0f}" for v in finals[:2]) + f" and {finals[2]:,.0f}" \
             in text, name
+    # With the same networks the two SACs are within seed noise (the README's "the loop is
+    # fair"): Welch t of the finals, both ways of counting, under 2.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from suite_compare import welch_t
+    same = [r["final_return"] for r in json.loads(
+        (RESULTS / "suite" / "halfcheetah" / "brax_sac_mish3_qinit" / "peers_summary.json"
+         ).read_text())["runs"]]
+    ours = json.loads((RESULTS / "suite_fairness_halfcheetah.json").read_text()
+                      )["tasks"]["halfcheetah"]["ours_sac"]["final"]
+    assert abs(welch_t(ours, same)) < 2 and f"t {welch_t(ours, same):+.1f}".replace(
+        "-", "−") in text
 
 
 SUITE_TASKS = ("pendulum_swingup", "inverted_double_pendulum", "reacher", "hopper", "halfcheetah",

@@ -276,7 +276,9 @@ def test_the_fairness_checks_are_their_files():
                         ("brax_sac_mish3", lambda c: c["hidden_layer_sizes"] == [256] * 3
                          and c["activation"] == "mish" and "kernel_init" not in c),
                         ("brax_sac_mish3_qinit", lambda c: c["hidden_layer_sizes"] == [256] * 3
-                         and c["activation"] == "mish" and c["kernel_init"] == "qvpo")):
+                         and c["activation"] == "mish" and c["kernel_init"] == "qvpo"),
+                        ("brax_sac_qinit", lambda c: "hidden_layer_sizes" not in c
+                         and "activation" not in c and c["kernel_init"] == "qvpo")):
         runs = json.loads((RESULTS / "suite" / "halfcheetah" / name / "peers_summary.json"
                            ).read_text())["runs"]
         finals = [r["final_return"] for r in runs]

@@ -11,12 +11,17 @@ The runs it reads are made by the generality suite and the scaling study:
         --summary benchmarks/results/wide.json
 
 Per task of the suite (its budget, N = 16, the ``cpu`` preset; ``results/suite/TASK/``: QVPO's
-``qvpo_cpu_VARIANT``, another algorithm's ``ALGO_cpu``, Brax's ``sac_sN`` and ``ppo_sN``) and
-per algorithm: the final return and the mean return over the run (mean over seeds, evaluations
-within the budget as ``suite.summarise`` counts them) and the sequential updates (critic plus
-actor) the run took. Per environment of the wide regime at N = 1,024 (``results/wide.json``'s
-rows of that regime, N and budget; an algorithm's row is the one whose overrides are the QVPO
-row's plus its ``algo``): the same three. Per algorithm, the milliseconds of one update at the paper's sizes
+``qvpo_cpu_VARIANT``, another algorithm's ``ALGO_cpu``, Brax's ``sac_sN`` and ``ppo_sN``), a
+row of every algorithm without the novelty bonus (QVPO's run ``eps05``: today's preset with
+the bonus off), and where the suite has runs with it (``suite.py --variant nov05gd --set
+novelty_weight=0.5``: ``qvpo_cpu_nov05gd`` and ``ALGO_cpu_nov05gd``, the preset's bonus, gated
+and falling over the run) a second row of every algorithm with it, so each row compares
+algorithms with one and the same exploration aid. Per algorithm in a row: the final return and
+the mean return over the run (mean over seeds, evaluations within the budget as
+``suite.summarise`` counts them) and the sequential updates (critic plus actor) the run took.
+Per environment of the wide regime at N = 1,024 (``results/wide.json``'s rows of that regime,
+N and budget; an algorithm's row is the one whose overrides are the QVPO row's plus its
+``algo``): the same three. Per algorithm, the milliseconds of one update at the paper's sizes
 (``results/algo_cost.json``): what a user pays per sequential update. A run not made yet is a
 "-" in the tables and absent from the JSON.
 """
@@ -36,7 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from common import machine_info, write_result  # noqa: E402
 from qvpo_mjx import plot  # noqa: E402
-from suite import BUDGETS, first_saved, mean_se, summarise  # noqa: E402
+from suite import BUDGETS, mean_se, summarise  # noqa: E402
 
 ALGOS = ("qvpo", "sac", "td3", "qsm", "dacer", "dipo")  # the table's order: QVPO, then the paper's
 PEERS = ("sac", "ppo")  # Brax's, the outside reference
@@ -68,24 +73,30 @@ def suite_cell(run_dirs: list[Path], budget: int, ours: bool) -> dict | None:
     return cell
 
 
-def suite_rows(runs: Path, tasks: list[str], variants: list[str], seeds: int) -> dict:
-    """Per task, QVPO's run is the first of ``variants`` saved there (``qvpo_variant`` in the
-    row): one preset's runs are named per task (today's, ``nov05gd`` where its novelty bonus
-    changes the run and ``eps05`` where it cannot)."""
+def suite_rows(runs: Path, tasks: list[str], variant: str, seeds: int,
+               bonus_variant: str | None = None) -> dict:
+    """Per task, one row: QVPO's run ``qvpo_cpu_{variant}``, each baseline's ``ALGO_cpu``, Brax's
+    peers. With ``bonus_variant``, the row of every algorithm's run of that variant
+    (``qvpo_cpu_{bonus_variant}``, ``ALGO_cpu_{bonus_variant}``; no peers) instead, and only
+    the tasks with at least one such run."""
     rows = {}
     for task in tasks:
         budget, here = BUDGETS[task], runs / task
-        row = {"budget": budget}
+        row: dict = {"budget": budget}
         random_file = here / "random_return.json"
         if random_file.exists():
             row["random"] = json.loads(random_file.read_text())["return"]
-        variant = first_saved(here, variants) or variants[-1]
-        row["qvpo_variant"] = variant
+        row["qvpo_variant"] = bonus_variant or variant
         for algo in ALGOS:
-            name = f"qvpo_cpu_{variant}" if algo == "qvpo" else f"{algo}_cpu"
+            name = (f"qvpo_cpu_{bonus_variant or variant}" if algo == "qvpo"
+                    else f"{algo}_cpu" + (f"_{bonus_variant}" if bonus_variant else ""))
             cell = suite_cell([here / name], budget, ours=True)
             if cell:
                 row[algo] = cell
+        if bonus_variant:
+            if any(a in row for a in ALGOS):
+                rows[task] = row
+            continue
         for peer in PEERS:
             cell = suite_cell([here / f"{peer}_s{s}" for s in range(seeds)], budget, ours=False)
             if cell:
@@ -137,6 +148,10 @@ def markdown(result: dict) -> str:
         cells = [task, f"{r['budget']:,}", random, _cell(r.get("brax_sac")),
                  _cell(r.get("brax_ppo"))] + [_cell(r.get(a)) for a in ALGOS]
         lines.append("| " + " | ".join(cells) + " |")
+    for task, r in result.get("suite_bonus", {}).items():
+        random = f"{r['random']:.0f}" if "random" in r else "-"
+        cells = [f"{task}, novelty bonus", f"{r['budget']:,}", random, "-", "-"]
+        lines.append("| " + " | ".join(cells + [_cell(r.get(a)) for a in ALGOS]) + " |")
     for env, r in result["wide"].items():
         cells = [f"{env}, N = {WIDE['num_envs']:,} (wide)", f"{WIDE['budget']:,}", "-", "-", "-"]
         lines.append("| " + " | ".join(cells + [_cell(r.get(a)) for a in ALGOS]) + " |")
@@ -163,8 +178,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", default=str(HERE / "results" / "suite"))
     parser.add_argument("--tasks", nargs="+", default=list(BUDGETS))
-    parser.add_argument("--variant", nargs="+", default=["nov05gd", "eps05"],
-                        help="QVPO's suite variant; several: per task the first with runs")
+    parser.add_argument("--variant", default="eps05",
+                        help="QVPO's suite run without the novelty bonus (today's preset's else)")
+    parser.add_argument("--bonus-variant", default="nov05gd",
+                        help="every algorithm's suite runs with the novelty bonus ('' for none)")
     parser.add_argument("--seeds", type=int, default=3, help="Brax peers' seeds")
     parser.add_argument("--wide-summary", default=str(HERE / "results" / "wide.json"))
     parser.add_argument("--costs", default=str(HERE / "results" / "algo_cost.json"))
@@ -174,6 +191,9 @@ def main(argv: list[str] | None = None) -> dict:
               "note": "summarised from saved runs (trains nothing); the runs' own machine and "
                       "versions are in their config.json",
               "suite": suite_rows(Path(args.runs_dir), args.tasks, args.variant, args.seeds),
+              "suite_bonus": (suite_rows(Path(args.runs_dir), args.tasks, args.variant,
+                                         args.seeds, args.bonus_variant)
+                              if args.bonus_variant else {}),
               "wide": wide_rows(Path(args.wide_summary)),
               "ms_per_update": update_costs(Path(args.costs))}
     print(markdown(result))

@@ -24,9 +24,13 @@ Q_TRANSFORMS = ("qadv", "qcut", "qrelu", "qexpn")
 BEHAVIOR_NOISES = ("white", "ar1", "pink")  # qvpo_mjx/behavior_noise.py
 ALGOS = ("qvpo", "sac", "td3", "qsm", "dacer", "dipo")  # qvpo_mjx/algorithms/
 DACER_COMPONENTS = 3  # the Gaussian mixture of DACER's entropy estimate (its code's)
-# QVPO's own options (its sampler, selection and critic target) and their values off: another
-# algo must have them off, and a preset's values give way to them for another algo.
-QVPO_OPTIONS = {"behavior_noise": "white", "behavior_optimism": 0.0, "novelty_weight": 0.0}
+# QVPO's own options (its behaviour sampler and selection) and their values off: another algo
+# must have them off, and a preset's values give way to them for another algo.
+QVPO_OPTIONS = {"behavior_noise": "white", "behavior_optimism": 0.0}
+# The loop's options that a preset turns on for QVPO and off for another algo (which then runs
+# as its paper and code do); a flag turns them on for any algo (the novelty bonus sits in the
+# TD target, which every algorithm shares).
+PRESET_QVPO_ONLY = {**QVPO_OPTIONS, "novelty_weight": 0.0}
 
 
 def _field(default: Any, doc: str, *, traced: bool = False) -> Any:
@@ -158,7 +162,7 @@ class QVPOConfig:
         "For sparse rewards, where the critic is otherwise flat until the first reward. "
         "0 (the reference) turns it off; the cpu and gpu presets set 0.5, gated "
         "(novelty_reward_gate) and falling to 0 over the run (novelty_decay_steps = "
-        "total_steps).", traced=True)
+        "total_steps) for qvpo; any algo takes it from a flag.", traced=True)
     novelty_decay_steps: float = _field(
         0.0, "With novelty_weight: the bonus's weight falls linearly from novelty_weight to 0 "
         "over this many env steps, so a run that has found its reward stops being pulled away "
@@ -281,7 +285,7 @@ class QVPOConfig:
             for name, ref in QVPO_OPTIONS.items():
                 if getattr(self, name) != ref:
                     raise ValueError(f"{name} ({getattr(self, name)!r}) is an option of qvpo "
-                                     f"(its sampler, selection or critic); algo {self.algo} "
+                                     f"(its behaviour sampler and selection); algo {self.algo} "
                                      f"needs {ref!r}")
         for name in ("sac_alpha_lr", "sac_initial_alpha"):
             value = getattr(self, name)

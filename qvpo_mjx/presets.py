@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from qvpo_mjx.config import QVPO_OPTIONS, QVPOConfig
+from qvpo_mjx.config import PRESET_QVPO_ONLY, QVPOConfig
 
 # The share of env steps acted with one plain sample of the diffusion policy instead of the best
 # of behavior_samples under the critic (the reference's --epsilon, 0 in its runs). Best-of-Kb
@@ -132,11 +132,12 @@ ALGO_VALUES: dict[str, dict[str, Any]] = {
 
 def for_algo(values: dict[str, Any], algo: str) -> dict[str, Any]:
     """``values`` (config values before the flags) with what ``algo`` changes in them:
-    QVPO's own options off (``config.QVPO_OPTIONS``), :data:`ALGO_FLOORS` raised to,
+    QVPO's own options and the novelty bonus off (``config.PRESET_QVPO_ONLY``; a flag still
+    turns the bonus on for any algorithm), :data:`ALGO_FLOORS` raised to,
     :data:`ALGO_VALUES` set. QVPO changes nothing."""
     values = dict(values)
     if algo != "qvpo":
-        values.update(QVPO_OPTIONS)
+        values.update(PRESET_QVPO_ONLY)
     for field, floor in ALGO_FLOORS.get(algo, {}).items():
         values[field] = max(floor, values.get(field, getattr(QVPOConfig, field)))
     values.update(ALGO_VALUES.get(algo, {}))

@@ -190,10 +190,11 @@ def test_td3_keeps_its_policy_delay_under_every_preset_unless_a_flag_sets_it():
 # --- In the loop --------------------------------------------------------------------------
 # One run per algorithm, through the command line, carries every option the loop gives the
 # baselines (n-step windows, normalised observations, a LayerNorm distributional critic, the
-# actor delay, two seeds) and is cut and resumed: one compile per algorithm checks both.
+# actor delay, the novelty bonus, two seeds) and is cut and resumed: one compile per algorithm
+# checks both.
 OPTIONS = ["--n-step", "3", "--obs-normalization", "--critic-layer-norm", "--critic-bins", "11",
            "--critic-v-min", "-20", "--critic-v-max", "20", "--critic-updates-per-actor", "2",
-           "--updates-per-step", "2", "--num-seeds", "2"]
+           "--updates-per-step", "2", "--novelty-weight", "0.5", "--num-seeds", "2"]
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3", "qsm", "dacer", "dipo"])
@@ -216,6 +217,9 @@ def test_baselines_run_with_the_options_and_seeds_and_resume_to_the_uninterrupte
     last = a[-1]  # the curve's names: "critic/loss" is saved as critic_loss
     for k in ("critic_loss", "actor_loss", "critic_q_target", "eval_return_mean"):
         assert np.all(np.isfinite(np.asarray(last[k]))), k
+    # The bonus is in the target (its value is tested in test_exploration; the preset gates it
+    # by this dense reward and lets it fall to 0 over these 48 steps).
+    assert all(np.all(np.asarray(r["critic_novelty_bonus"]) >= 0) for r in a)
     # 9 vector steps update (warm-up ends in the first chunk's 4th), 2 critic updates each,
     # the actor every second.
     np.testing.assert_array_equal(last["critic_updates"], [18, 18])
@@ -224,6 +228,7 @@ def test_baselines_run_with_the_options_and_seeds_and_resume_to_the_uninterrupte
     kernel = arrays["agent/critic_params/params/q1/Dense_0/kernel"]
     assert np.max(np.abs(kernel[0] - kernel[1])) > 0  # the seeds differ
     np.testing.assert_array_equal(arrays["agent/obs_stats/seen"], [[0, 48], [0, 48]])  # every observation acted on
+    assert arrays["agent/novelty/mean_novelty"].shape == (2,)  # resumed with the rest
 
 
 def test_baseline_actors_update_on_the_critic_batch_they_follow(monkeypatch):

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -315,6 +316,8 @@ def test_algos_table_reads_every_algorithm_from_saved_runs(tmp_path):
         {"env": "hopper", "seed": 0, "seeds": [0, 1], "config": cfg}))
     for s, r in enumerate((40.0, 80.0)):
         fake_curve(suite / f"sac_s{s}", [0, 30000], [0, r])
+    # Runs with the novelty bonus make a second row (SAC's alone here; no Brax peers there).
+    shutil.copytree(suite / "sac_cpu", suite / "sac_cpu_nov05gd")
     (suite / "random_return.json").write_text(json.dumps({"return": 22.0}))
     row = {"regime": "u4_b1024_opt", "num_envs": 1024, "budget": 1_208_320, "env": "hopper",
            "return_final": [1.0, 3.0], "return_auc": [0.5, 1.5], "sequential_updates": 7080}
@@ -339,11 +342,15 @@ def test_algos_table_reads_every_algorithm_from_saved_runs(tmp_path):
     assert hopper["brax_sac"]["final_mean"] == 60.0
     assert "sequential_updates" not in hopper["brax_sac"]
     assert "td3" not in hopper and hopper["random"] == 22.0
+    bonus = result["suite_bonus"]["hopper"]
+    assert set(bonus) == {"budget", "random", "qvpo_variant", "sac"}
+    assert bonus["sac"]["final"] == [50.0, 70.0] and bonus["qvpo_variant"] == "nov05gd"
     assert set(result["wide"]["hopper"]) == {"qvpo", "td3"}
     assert result["wide"]["hopper"]["qvpo"]["final_mean"] == 2.0
     assert result["wide"]["hopper"]["td3"]["final"] == [5.0]
     table = algos_table.markdown(result)
     assert "| hopper | 30,000 | 22 | 60 ± 20 (60) | - | 300 (200) | 60 ± 10 (40) | - |" in table
+    assert "| hopper, novelty bonus | 30,000 | 22 | - | - | - | 60 ± 10 (40) | - |" in table
     assert "| QVPO | 600.0 | 21,816 | 7,080 |" in table and "| QSM | - | - | - |" in table
 
 

@@ -1,6 +1,7 @@
 """Exploration options: correlated latent noise (behavior_noise), the optimistic score
 (behavior_optimism), the novelty bonus (novelty_weight), and the coverage metric of the curve."""
 
+import importlib
 import math
 
 import jax
@@ -149,8 +150,9 @@ def test_bad_exploration_settings_are_refused():
         QVPOConfig(behavior_optimism=-1.0)
     with pytest.raises(ValueError, match="novelty_weight"):
         QVPOConfig(novelty_weight=-0.5)
-    with pytest.raises(ValueError, match="novelty_weight .* option of qvpo"):
-        QVPOConfig(algo="sac", novelty_weight=1.0)
+    with pytest.raises(ValueError, match="behavior_optimism .* option of qvpo"):
+        QVPOConfig(algo="sac", behavior_optimism=1.0)
+    QVPOConfig(algo="sac", novelty_weight=1.0)  # the loop's bonus serves every algorithm
     with pytest.raises(ValueError, match="novelty_decay_steps"):
         QVPOConfig(novelty_weight=0.5, novelty_decay_steps=-1.0)
     with pytest.raises(ValueError, match="novelty_decay_steps .* which is off"):
@@ -198,18 +200,32 @@ def unit_reward_batch(key, B=16):
                       terminated=jnp.zeros(B))
 
 
-def test_the_novelty_bonus_enters_the_td_target_of_the_same_critic():
+def _init_and_critic_step(algo):
+    """(init, critic step) of ``algo``: QVPO's agent or a baseline's module."""
+    if algo == "qvpo":
+        return agent.init, agent.critic_update
+    from qvpo_mjx.algorithms import baseline
+    module = importlib.import_module(f"qvpo_mjx.algorithms.{algo}")
+    return baseline.init, module.critic_step
+
+
+@pytest.mark.parametrize("algo", ["qvpo", "sac", "td3", "qsm", "dacer", "dipo"])
+def test_the_novelty_bonus_enters_the_td_target_of_the_same_critic(algo):
     """With the bonus's networks drawn from a key of their own, a run with novelty_weight w
     starts from the critic of a run without it, and at the first update its TD target is that
-    run's plus the bonus, whose mean is w."""
+    run's plus the bonus, whose mean is w: for QVPO and for every baseline (the bonus is the
+    loop's, in the TD target all of them share)."""
+    init, critic_step = _init_and_critic_step(algo)
+    config = SMALL.replace(algo=algo)
     k = jax.random.PRNGKey(3)
     batch = unit_reward_batch(k)
-    plain = agent.init(jax.random.PRNGKey(0), 3, 2, SMALL)
-    bonus = agent.init(jax.random.PRNGKey(0), 3, 2, SMALL.replace(novelty_weight=0.7))
+    plain = init(jax.random.PRNGKey(0), 3, 2, config)
+    bonus = init(jax.random.PRNGKey(0), 3, 2, config.replace(novelty_weight=0.7))
     jax.tree.map(np.testing.assert_array_equal, plain.critic_params, bonus.critic_params)
+    jax.tree.map(np.testing.assert_array_equal, plain.actor_params, bonus.actor_params)
     assert plain.novelty is None
-    _, m_plain = jax.jit(agent.critic_update)(plain, batch, k)
-    after, m_bonus = jax.jit(agent.critic_update)(bonus, batch, k)
+    _, m_plain = jax.jit(critic_step)(plain, batch, k)
+    after, m_bonus = jax.jit(critic_step)(bonus, batch, k)
     assert float(m_bonus["critic/q_target"] - m_plain["critic/q_target"]) == pytest.approx(
         0.7, abs=1e-4)
     assert float(m_bonus["critic/novelty_bonus"]) == pytest.approx(0.7, rel=1e-5)

@@ -218,6 +218,10 @@ def test_the_presets_novelty_bonus_is_gated_falls_over_the_run_and_goes_with_its
         cfg = presets.preset_config(preset, flags)
         assert (cfg.novelty_weight, cfg.novelty_reward_gate, cfg.novelty_decay_steps) == (
             0.0, False, 0.0), flags
+    # A flag gives a baseline the preset's bonus as QVPO has it: gated, falling over the run.
+    cfg = presets.preset_config(preset, {"algo": "sac", "novelty_weight": 0.5})
+    assert (cfg.novelty_weight, cfg.novelty_reward_gate) == (0.5, True)
+    assert cfg.novelty_decay_steps == cfg.total_steps > 0
     with pytest.raises(ValueError, match="novelty_reward_gate gates the novelty bonus"):
         presets.preset_config(preset, {"novelty_weight": 0.0, "novelty_reward_gate": True})
     # The paper preset is the reference's: no bonus.

@@ -30,14 +30,14 @@ from qvpo_mjx.agent.selection import (act, act_with_stats, behavior_scores, best
                                       candidate_spread, denoise, eval_act, min_q,
                                       sample_candidates, select_action)
 from qvpo_mjx.agent.state import (AgentState, AgentStructure, Metrics, Params, Transition, init,
-                                  optimizer)
+                                  init_novelty, optimizer)
 from qvpo_mjx.agent.transforms import Q_TRANSFORM_FNS, QTransform, score_stats
 from qvpo_mjx.agent.values import (HL_GAUSS_SIGMA, bin_centres, bin_edges, critic_q,
                                    critic_regression_loss, hl_gauss_target)
 from qvpo_mjx.agent.updates import (actor_loss, actor_loss_from_samples, actor_step, actor_update,
-                                   critic_loss, critic_step, critic_update, delayed_update,
-                                   loss_samples, optimizer_step, polyak, scheduled_updates,
-                                   td_target, update)
+                                   add_novelty, critic_loss, critic_step, critic_update,
+                                   delayed_update, loss_samples, optimizer_step, polyak,
+                                   scheduled_updates, td_target, update)
 
 __all__ = [
     "LOG_ENTROPY_WEIGHT_RANGE", "adapted_log_entropy_weight", "entropy_weight",

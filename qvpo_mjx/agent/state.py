@@ -146,6 +146,20 @@ def optimizer(lr: jax.Array, eps: jax.Array, clip: jax.Array) -> optax.GradientT
                        optax.scale(-lr))
 
 
+def init_novelty(key: jax.Array, obs_size: int, structure, hparams: dict[str, jax.Array]
+                 ) -> novelty_bonus.NoveltyState | None:
+    """The novelty bonus's state of a fresh agent of any algorithm (``structure.novelty`` and
+    ``structure.critic`` say whether and how wide; the predictor steps with the critic's
+    optimiser settings), or None without the bonus. ``key``: the agent's own init key; the
+    bonus draws from a key folded out of it, so the networks' draws are those of a run
+    without it."""
+    if not structure.novelty:
+        return None
+    critic_tx = optimizer(hparams["critic_lr"], hparams["adam_eps"], hparams["grad_clip"])
+    return novelty_bonus.init(jax.random.fold_in(key, 0x4E0F), obs_size,
+                              structure.critic.hidden_size, critic_tx)
+
+
 def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) -> AgentState:
     """Fresh agent: networks initialised from ``key``, targets equal to them, Adam states at 0."""
     hparams = {k: jnp.asarray(v, jnp.float32) for k, v in config.hyperparams().items()}
@@ -158,10 +172,7 @@ def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) ->
                                           jnp.zeros((action_size,)))
     actor_tx = optimizer(hparams["actor_lr"], hparams["adam_eps"], hparams["grad_clip"])
     critic_tx = optimizer(hparams["critic_lr"], hparams["adam_eps"], hparams["grad_clip"])
-    # From a key of its own, so the actor's and critic's draws are those of a run without it.
-    novelty = (novelty_bonus.init(jax.random.fold_in(key, 0x4E0F), obs_size,
-                                  structure.critic.hidden_size, critic_tx)
-               if structure.novelty else None)
+    novelty = init_novelty(key, obs_size, structure, hparams)
     return AgentState(
         actor_params=actor_params, critic_params=critic_params,
         # Targets are copies, not aliases: a donated state must not hold one buffer twice.

@@ -121,6 +121,27 @@ def polyak(target, online, tau):
     return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
 
 
+def add_novelty(state, batch: Transition, target: jax.Array, axis_name: str | None = None):
+    """The novelty bonus of s' added to the TD target ``target`` (B,), and the predictor's step,
+    for any algorithm's state with the bonus's fields (``novelty``, ``critic_updates``,
+    ``env_steps``, ``hparams``, ``structure.novelty`` and ``structure.critic``); without the
+    bonus, all unchanged. batch: (B,) transitions, observations already normalised. Returns
+    (state, target, metrics)."""
+    if not state.structure.novelty:
+        return state, target, {}
+    hp = state.hparams
+    # The bonus of s' comes from the predictor before its own step.
+    bonus, novelty, raw = novelty_bonus.bonus_and_step(
+        state.novelty, batch.next_obs, state.critic_updates == 0,
+        novelty_bonus.scheduled_weight(hp["novelty_weight"], hp["novelty_decay_steps"],
+                                       state.env_steps)
+        * novelty_bonus.reward_gate(batch.reward, hp["novelty_reward_gate"], axis_name),
+        state.structure.critic.hidden_size,
+        optimizer(hp["critic_lr"], hp["adam_eps"], hp["grad_clip"]), axis_name)
+    return (state.replace(novelty=novelty), target + bonus,
+            {"critic/novelty_bonus": jnp.mean(bonus), "critic/novelty_raw": raw})
+
+
 def critic_update(state: AgentState, batch: Transition, key: jax.Array,
                   axis_name: str | None = None) -> tuple[AgentState, Metrics]:
     """One critic step towards y = r + gamma (1 - terminated) min(Q1', Q2')(s', a'), a' the best of
@@ -134,19 +155,8 @@ def critic_update(state: AgentState, batch: Transition, key: jax.Array,
     _, next_q = select_action(state, state.actor_target_params, state.critic_target_params,
                               batch.next_obs, key, state.structure.target_samples,
                               hp["noise_ratio"])
-    target = td_target(state, batch, next_q)
-    novelty_metrics = {}
-    if state.structure.novelty:  # the bonus of s', from the predictor before its own step
-        bonus, novelty, raw = novelty_bonus.bonus_and_step(
-            state.novelty, batch.next_obs, state.critic_updates == 0,
-            novelty_bonus.scheduled_weight(hp["novelty_weight"], hp["novelty_decay_steps"],
-                                           state.env_steps)
-            * novelty_bonus.reward_gate(batch.reward, hp["novelty_reward_gate"], axis_name),
-            state.structure.critic.hidden_size,
-            optimizer(hp["critic_lr"], hp["adam_eps"], hp["grad_clip"]), axis_name)
-        target = target + bonus
-        state = state.replace(novelty=novelty)
-        novelty_metrics = {"critic/novelty_bonus": jnp.mean(bonus), "critic/novelty_raw": raw}
+    state, target, novelty_metrics = add_novelty(state, batch, td_target(state, batch, next_q),
+                                                 axis_name)
     (loss, q), grads = jax.value_and_grad(
         lambda p: critic_loss(state, p, batch, target), has_aux=True)(state.critic_params)
     grads = parallel.pmean(grads, axis_name)

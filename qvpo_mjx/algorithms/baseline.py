@@ -30,8 +30,10 @@ from flax import struct
 
 from qvpo_mjx import diffusion, parallel
 from qvpo_mjx.agent.normalizer import ObsStats, normalize_obs
-from qvpo_mjx.agent.state import Metrics, Params, StructureViews, Transition, structure_of
-from qvpo_mjx.agent.updates import critic_loss, polyak, td_target
+from qvpo_mjx.agent.novelty import NoveltyState
+from qvpo_mjx.agent.state import (Metrics, Params, StructureViews, Transition, init_novelty,
+                                  structure_of)
+from qvpo_mjx.agent.updates import add_novelty, critic_loss, polyak, td_target
 from qvpo_mjx.agent.values import critic_q
 from qvpo_mjx.config import QVPOConfig
 from qvpo_mjx.networks import NoiseNet, TwinCritic
@@ -87,6 +89,7 @@ class BaselineStructure:
     critic_layer_norm: bool
     critic_bins: int
     obs_normalization: bool
+    novelty: bool  # the loop's novelty bonus is on (novelty_weight > 0; off unless a flag sets it)
     diffusion_steps: int
     beta_schedule: str
     time_embed_size: int
@@ -152,6 +155,9 @@ class BaselineState(StructureViews):
     # DIPO's improved actions, (capacity, d): the replay buffer's column, lent to the state
     # while a vector step's updates run (the loop puts it back); None at rest.
     improved: jax.Array | None = None
+    # The novelty bonus's networks and normaliser (agent/novelty.py), the loop's exploration
+    # option, as QVPO's; None without it.
+    novelty: NoveltyState | None = None
 
 
 @struct.dataclass
@@ -203,7 +209,8 @@ def init(key: jax.Array, obs_size: int, action_size: int, config: QVPOConfig) ->
         critic_opt_state=adam(0.0).init(critic_params),
         log_alpha=log_alpha, alpha_opt_state=adam(0.0).init(log_alpha), hparams=hparams,
         obs_stats=ObsStats.init(obs_size), critic_updates=zero, actor_updates=zero,
-        env_steps=zero, structure=structure)
+        env_steps=zero, structure=structure,
+        novelty=init_novelty(key, obs_size, structure, hparams))
 
 
 def both_q(state: BaselineState, critic_params: Params, obs: jax.Array,
@@ -218,19 +225,23 @@ def critic_update(state: BaselineState, batch: Transition, key: jax.Array,
                   axis_name: str | None = None, eps: float = 1e-8, clip: float | None = None
                   ) -> tuple[BaselineState, Metrics]:
     """One critic step towards y = r + gamma^h (1 - terminated) next_value(state, s', key),
-    both critics by MSE (or HL-Gauss with ``critic_bins``), Adam at ``critic_lr``. batch: (B,)
-    raw transitions; ``next_value`` returns (B,) from normalised next states. Targets do not
-    move here (each algorithm moves them on its own schedule)."""
+    plus the novelty bonus of s' where that option is on (``agent.add_novelty``, QVPO's own
+    code: its predictor steps here too), both critics by MSE (or HL-Gauss with
+    ``critic_bins``), Adam at ``critic_lr``. batch: (B,) raw transitions; ``next_value`` returns
+    (B,) from normalised next states. Targets do not move here (each algorithm moves them on
+    its own schedule)."""
     batch = batch.replace(obs=normalize_obs(state, batch.obs),
                           next_obs=normalize_obs(state, batch.next_obs))
-    target = td_target(state, batch, next_value(state, batch.next_obs, key))
+    state, target, novelty_metrics = add_novelty(
+        state, batch, td_target(state, batch, next_value(state, batch.next_obs, key)), axis_name)
     (loss, q), grads = jax.value_and_grad(
         lambda p: critic_loss(state, p, batch, target), has_aux=True)(state.critic_params)
     grads = parallel.pmean(grads, axis_name)
     params, opt_state = adam_step(state.critic_params, state.critic_opt_state, grads,
                                   state.hparams["critic_lr"], eps, clip)
     metrics = {"critic/loss": loss, "critic/q_mean": jnp.mean(q),
-               "critic/q_target": jnp.mean(target), "critic/grad_norm": optax.tree.norm(grads)}
+               "critic/q_target": jnp.mean(target), "critic/grad_norm": optax.tree.norm(grads),
+               **novelty_metrics}
     return state.replace(critic_params=params, critic_opt_state=opt_state), metrics
 
 
